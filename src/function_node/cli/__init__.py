@@ -1,0 +1,1 @@
+"""The ``fxn`` command. Modules here parse, call the library, and print; nothing heavy at import."""

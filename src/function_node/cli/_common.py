@@ -1,0 +1,72 @@
+"""What every command shares: the home directory, exit codes, and one-sentence errors.
+
+Keep imports here light: ``fxn --help`` must not import aiohttp, web3 or numpy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from function_node.config.backends import BackendConfig
+    from function_node.config.settings import Settings
+    from function_node.signing import LocalSigner
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CliState",
+    "default_home",
+    "fail",
+    "state",
+]
+
+EXIT_OK: Final = 0
+EXIT_FAILURE: Final = 1  # runtime failure
+EXIT_USAGE: Final = 2  # bad usage or bad configuration
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FXN_HOME") or Path.home() / ".fxn").expanduser()
+
+
+@dataclass(slots=True)
+class CliState:
+    home: Path
+    debug: bool
+
+    def settings(self) -> Settings:
+        """config.yaml of the home directory, environment overrides applied; ConfigError if invalid."""
+        from function_node.config.loader import load_settings
+
+        return load_settings(self.home)
+
+    def backends(self) -> BackendConfig:
+        from function_node.config.loader import load_backends
+
+        return load_backends(self.home)
+
+    def signer(self, settings: Settings | None = None) -> LocalSigner:
+        """The node key named by ``node.keyFile``, decrypted with the configured password source."""
+        from function_node.keys import load_node_signer
+
+        return load_node_signer(self.home, settings if settings is not None else self.settings())
+
+
+def state(ctx: typer.Context) -> CliState:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, CliState):
+        return CliState(home=default_home(), debug=False)
+    return obj
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    """Print one clear sentence to stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)

@@ -1,0 +1,1 @@
+"""config.yaml and backend.yaml: typed models, loading with line-numbered errors, the home directory."""

@@ -1,0 +1,209 @@
+"""The typed model of config.yaml (SPEC §3). Keys are camelCase on disk, snake_case in code.
+
+Durations are float seconds. Loading, environment overrides and error formatting live in
+:mod:`function_node.config.loader`; this module only says what a valid file is.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from function_node.config.durations import Duration
+from function_node.errors import SigningError
+from function_node.signing import normalize_address
+
+__all__ = [
+    "AuthSettings",
+    "ChallengeSettings",
+    "ConfigModel",
+    "LoggerSettings",
+    "MatmulSettings",
+    "MetricsSettings",
+    "NodeSettings",
+    "NonceCacheSettings",
+    "ProxySettings",
+    "RegistryPoll",
+    "RegistrySettings",
+    "SchedulerRegistryPoll",
+    "Settings",
+    "StaticLists",
+]
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: camelCase aliases, unknown keys refused, strict types, immutable."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True, frozen=True
+    )
+
+
+def _address(value: str) -> str:
+    try:
+        return normalize_address(value)
+    except SigningError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _address_list(value: object) -> list[str]:
+    """A single address or a list of them; empty strings are dropped."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list):
+        raise ValueError("expected an address or a list of addresses")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"expected an address string, got {item!r}")
+        if item.strip():
+            out.append(_address(item))
+    return out
+
+
+class NodeSettings(ConfigModel):
+    listen_address: str = "127.0.0.1"
+    listen_port: int = Field(default=8080, ge=1, le=65535)
+    key_file: str = "nodekey.json"
+    key_password_file: str = ""
+    public_address: str = ""
+    workers: int = Field(default=1, ge=1, le=256)
+    drain_timeout: Duration = 30.0
+
+
+class LoggerSettings(ConfigModel):
+    verbosity: Literal["debug", "info", "warn", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class RegistryPoll(ConfigModel):
+    poll_interval: Duration = Field(default=60.0, gt=0)
+    max_staleness: Duration = Field(default=3600.0, gt=0)
+
+
+class SchedulerRegistryPoll(RegistryPoll):
+    contract: str = ""
+
+    @field_validator("contract")
+    @classmethod
+    def _contract(cls, value: str) -> str:
+        return _address(value) if value.strip() else ""
+
+
+class StaticLists(ConfigModel):
+    gateways: list[str] = Field(default_factory=list)
+    schedulers: list[str] = Field(default_factory=list)
+
+    @field_validator("gateways", "schedulers", mode="before")
+    @classmethod
+    def _addresses(cls, value: object) -> list[str]:
+        return _address_list(value)
+
+
+class RegistrySettings(ConfigModel):
+    router_smart_contract_address: str = ""
+    bypass_auth: bool = False
+    gateway: RegistryPoll = Field(default_factory=RegistryPoll)
+    provider: RegistryPoll = Field(default_factory=RegistryPoll)
+    scheduler: SchedulerRegistryPoll = Field(default_factory=SchedulerRegistryPoll)
+    static: StaticLists = Field(default_factory=StaticLists)
+
+    @field_validator("router_smart_contract_address")
+    @classmethod
+    def _router(cls, value: str) -> str:
+        return _address(value) if value.strip() else ""
+
+
+class AuthSettings(ConfigModel):
+    max_clock_skew: Duration = Field(default=300.0, gt=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    accept_legacy_signatures: bool = True
+
+
+class NonceCacheSettings(ConfigModel):
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    ttl: Duration = Field(default=600.0, gt=0)
+    cleanup_interval: Duration = Field(default=60.0, gt=0)
+    # Bounds the memory store: past this many live nonces new claims are refused (fail closed) rather
+    # than letting a flood of signed requests grow memory without limit.
+    max_entries: int = Field(default=1_000_000, ge=1000)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redisUrl must start with redis://, rediss:// or unix://")
+        return value
+
+
+class ProxySettings(ConfigModel):
+    max_idle_conns: int = Field(default=100, ge=1)
+    idle_conn_timeout: Duration = Field(default=90.0, gt=0)
+
+
+class MetricsSettings(ConfigModel):
+    listen_address: str = ""
+
+
+class MatmulSettings(ConfigModel):
+    max_size: int = Field(default=16384, ge=1)
+    max_cpu_size: int = Field(default=4096, ge=1)
+    max_explicit_size: int = Field(default=1024, ge=1)
+    proof_ttl: Duration = Field(default=30.0, gt=0)
+    max_pending_proofs: int = Field(default=4, ge=1)
+
+
+class ChallengeSettings(ConfigModel):
+    matmul: MatmulSettings = Field(default_factory=MatmulSettings)
+    endpoint_allowlist: list[str] = Field(default_factory=list)
+
+
+class Settings(ConfigModel):
+    """The whole of config.yaml."""
+
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    logger: LoggerSettings = Field(default_factory=LoggerSettings)
+    rpc_provider: list[str] = Field(default_factory=list)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    scheduler_address: list[str] = Field(default_factory=list)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    nonce_cache: NonceCacheSettings = Field(default_factory=NonceCacheSettings)
+    proxy: ProxySettings = Field(default_factory=ProxySettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    challenge: ChallengeSettings = Field(default_factory=ChallengeSettings)
+
+    @field_validator("rpc_provider", mode="before")
+    @classmethod
+    def _rpc_list(cls, value: object) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise ValueError("rpcProvider is a URL or a list of URLs")
+        urls = [i.strip() for i in items if i.strip()]
+        for url in urls:
+            if not url.startswith(("http://", "https://", "ws://", "wss://")):
+                raise ValueError(f"rpcProvider {url!r} must start with http://, https://, ws:// or wss://")
+        return urls
+
+    @field_validator("scheduler_address", mode="before")
+    @classmethod
+    def _schedulers(cls, value: object) -> list[str]:
+        return _address_list(value)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        if self.nonce_cache.ttl < 2 * self.auth.max_clock_skew:
+            raise ValueError(
+                "nonceCache.ttl must be at least 2 × auth.maxClockSkew, or a replayed request could "
+                "arrive after its nonce expired; raise nonceCache.ttl or lower auth.maxClockSkew"
+            )
+        if self.node.workers > 1 and self.nonce_cache.backend != "redis":
+            raise ValueError(
+                "node.workers > 1 needs nonceCache.backend: redis, so that every worker refuses a replay"
+            )
+        if self.challenge.matmul.max_cpu_size > self.challenge.matmul.max_size:
+            raise ValueError("challenge.matmul.maxCpuSize cannot exceed challenge.matmul.maxSize")
+        if self.registry.router_smart_contract_address and not self.rpc_provider:
+            raise ValueError("registry.routerSmartContractAddress is set but rpcProvider is empty; set an RPC URL")
+        return self

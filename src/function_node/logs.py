@@ -1,0 +1,47 @@
+"""structlog set-up from ``logger.verbosity`` and ``logger.format``.
+
+Context (request id, route, caller) is bound with ``structlog.contextvars`` in the middleware and
+merged into every line; it is cleared per request.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Final, Literal
+
+import structlog
+
+__all__ = ["configure_logging", "get_logger"]
+
+_LEVELS: Final = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
+
+
+def configure_logging(
+    verbosity: Literal["debug", "info", "warn", "error"] = "info",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    stream: object = None,
+) -> None:
+    """Configure structlog (and the stdlib root logger it may feed) once per process."""
+    out = stream if stream is not None else sys.stderr
+    use_json = fmt == "json" or (fmt == "auto" and not getattr(out, "isatty", lambda: False)())
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[verbosity]),
+        logger_factory=structlog.PrintLoggerFactory(file=out),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=_LEVELS[verbosity], stream=out, format="%(levelname)s %(name)s %(message)s")
+
+
+def get_logger(name: str = "fxn") -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)  # type: ignore[no-any-return]

@@ -1,0 +1,100 @@
+"""Every Prometheus collector of the node (SPEC §10), created against a given registry.
+
+No collector lives at module level: each app (and each test) builds its own :class:`NodeMetrics`
+with a fresh ``CollectorRegistry`` and reads samples back with ``registry.get_sample_value``.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["LATENCY_BUCKETS", "NodeMetrics"]
+
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class NodeMetrics:
+    """The node's collectors. Label values are bounded: routes are templates, models come from config."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "fxn_requests_total", "HTTP requests answered", ["route", "method", "status"], registry=r
+        )
+        self.request_latency = Histogram(
+            "fxn_request_duration_seconds",
+            "Time from request start to the last byte answered",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.auth_failures = Counter(
+            "fxn_auth_failures_total", "Requests refused by authentication", ["reason"], registry=r
+        )
+        self.upstream_latency = Histogram(
+            "fxn_upstream_duration_seconds",
+            "Upstream request duration, to the last byte",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_ttfb = Histogram(
+            "fxn_upstream_time_to_first_byte_seconds",
+            "Time to the upstream's first body byte",
+            ["model", "backend"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_in_flight = Gauge(
+            "fxn_upstream_in_flight", "Requests in flight per backend", ["model", "backend"], registry=r
+        )
+        self.upstream_errors = Counter(
+            "fxn_upstream_errors_total",
+            "Upstream failures by kind (connect, timeout, first_byte_timeout, status_5xx, midstream, ...)",
+            ["model", "backend", "kind"],
+            registry=r,
+        )
+        self.backend_healthy = Gauge(
+            "fxn_backend_healthy", "1 if the backend passed its last health check", ["model", "backend"], registry=r
+        )
+        self.registry_entries = Gauge(
+            "fxn_registry_entries", "Active entries in each registry", ["registry"], registry=r
+        )
+        self.registry_fetch_errors = Counter(
+            "fxn_registry_fetch_errors_total", "Failed registry refreshes", ["registry"], registry=r
+        )
+        self.registry_last_success = Gauge(
+            "fxn_registry_last_success_timestamp_seconds",
+            "Unix time of the last successful registry refresh",
+            ["registry"],
+            registry=r,
+        )
+        self.challenges = Counter(
+            "fxn_challenges_total", "Challenges answered", ["type", "outcome"], registry=r
+        )
+        self.challenge_duration = Histogram(
+            "fxn_challenge_duration_seconds",
+            "Challenge handling time",
+            ["type"],
+            buckets=(*LATENCY_BUCKETS, 300),
+            registry=r,
+        )
+        self.matmul_tops = Gauge(
+            "fxn_matmul_last_tops", "Throughput of the last matrix challenge, tera-ops per second", ["backend"],
+            registry=r,
+        )
+        self.gpu_memory_used = Gauge(
+            "fxn_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu", "name"], registry=r
+        )
+        self.gpu_memory_total = Gauge(
+            "fxn_gpu_memory_total_bytes", "GPU memory in total (NVML)", ["gpu", "name"], registry=r
+        )
+        self.gpu_utilization = Gauge(
+            "fxn_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (NVML)", ["gpu", "name"], registry=r
+        )
+        self.nonce_store_errors = Counter(
+            "fxn_nonce_store_errors_total", "Nonce store failures (the node failed closed)", registry=r
+        )

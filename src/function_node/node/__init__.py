@@ -1,0 +1,1 @@
+"""The HTTP service: auth middleware, OpenAI proxy, challenge endpoint, lifecycle."""

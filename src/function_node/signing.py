@@ -1,0 +1,166 @@
+"""The signed messages of SPEC §5 and their secp256k1 signatures, shared by node, client and scheduler.
+
+Two request messages exist:
+
+* legacy: ``hex(sha256(body)) + "." + timestamp + "." + nonce`` (the live network's gateways sign this);
+* v2, audience-bound: ``"fxn-auth-v2\\n" + lowercase(node address) + "\\n" + METHOD + "\\n" + path + "\\n" +
+  hex(sha256(body)) + "\\n" + timestamp + "\\n" + nonce``, announced by ``X-Fxn-Auth: 2``. ``path`` is the
+  request's path as sent on the wire, without the query string.
+
+Both are signed as EIP-191 personal messages. Recovery uses coincurve (libsecp256k1), about ten times
+faster than the pure-Python path of eth-account; the node verifies one signature per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Final
+
+import coincurve
+from eth_hash.auto import keccak
+
+from function_node.errors import SigningError
+
+__all__ = [
+    "SIGNATURE_BYTES",
+    "V2_SCHEME",
+    "LocalSigner",
+    "body_sha256",
+    "legacy_message",
+    "normalize_address",
+    "parse_signature",
+    "personal_message_hash",
+    "public_key_to_address",
+    "recover_address",
+    "response_message",
+    "sign_message",
+    "to_checksum_address",
+    "v2_message",
+]
+
+SIGNATURE_BYTES: Final = 65
+V2_SCHEME: Final = "2"
+_V2_PREFIX: Final = "fxn-auth-v2"
+_EIP191_PREFIX: Final = b"\x19Ethereum Signed Message:\n"
+_ADDRESS_HEX_LEN: Final = 40
+
+
+def body_sha256(body: bytes) -> str:
+    """Lower-case hex SHA-256 of the raw body bytes."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def legacy_message(body_hash: str, timestamp: str, nonce: str) -> str:
+    return f"{body_hash}.{timestamp}.{nonce}"
+
+
+def v2_message(node_address: str, method: str, path: str, body_hash: str, timestamp: str, nonce: str) -> str:
+    return "\n".join((_V2_PREFIX, node_address.lower(), method.upper(), path, body_hash, timestamp, nonce))
+
+
+def response_message(request_body_hash: str, nonce: str, response_body_hash: str) -> str:
+    """What ``X-Fxn-Response-Signature`` signs: binds the answer to the request that caused it."""
+    return f"{request_body_hash}.{nonce}.{response_body_hash}"
+
+
+def personal_message_hash(message: str | bytes) -> bytes:
+    """keccak256 of the EIP-191 (version 0x45) envelope of ``message``."""
+    data = message.encode() if isinstance(message, str) else message
+    return keccak(_EIP191_PREFIX + str(len(data)).encode() + data)
+
+
+def normalize_address(address: str) -> str:
+    """``0x`` + 40 lower-case hex digits; raises SigningError for anything else."""
+    text = address.strip()
+    body = text[2:] if text[:2] in ("0x", "0X") else ""
+    if len(body) != _ADDRESS_HEX_LEN:
+        raise SigningError(f"address {address!r} is not 0x followed by 40 hex digits")
+    try:
+        int(body, 16)
+    except ValueError:
+        raise SigningError(f"address {address!r} is not 0x followed by 40 hex digits") from None
+    return "0x" + body.lower()
+
+
+def to_checksum_address(address: str) -> str:
+    """EIP-55 mixed-case form of an address."""
+    lower = normalize_address(address)[2:]
+    digest = keccak(lower.encode()).hex()
+    return "0x" + "".join(ch.upper() if int(digest[i], 16) >= 8 else ch for i, ch in enumerate(lower))
+
+
+def public_key_to_address(public_key_uncompressed: bytes) -> str:
+    """Lower-case address of a 65-byte (0x04-prefixed) or 64-byte uncompressed public key."""
+    raw = public_key_uncompressed[1:] if len(public_key_uncompressed) == 65 else public_key_uncompressed
+    return "0x" + keccak(raw)[-20:].hex()
+
+
+def parse_signature(signature: str) -> bytes:
+    """Decode a 65-byte hex signature (``0x`` optional) to r||s||recovery-id with the id in {0, 1}."""
+    text = signature.strip()
+    if text[:2] in ("0x", "0X"):
+        text = text[2:]
+    if len(text) != SIGNATURE_BYTES * 2:
+        raise SigningError(f"signature must be {SIGNATURE_BYTES} bytes of hex, got {len(text)} hex digits")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise SigningError("signature is not valid hex") from None
+    v = raw[64]
+    if v in (27, 28):
+        v -= 27
+    elif v not in (0, 1):
+        raise SigningError(f"signature recovery byte v={raw[64]} is not 0, 1, 27 or 28")
+    return raw[:64] + bytes((v,))
+
+
+def recover_address(message: str | bytes, signature: str) -> str:
+    """The lower-case address whose key signed ``message`` (EIP-191); raises SigningError if none."""
+    sig = parse_signature(signature)
+    try:
+        public_key = coincurve.PublicKey.from_signature_and_message(
+            sig, personal_message_hash(message), hasher=None
+        )
+    except Exception as exc:  # libsecp256k1 reports an invalid point or scalar as a bare Exception
+        raise SigningError("signature does not recover to a public key") from exc
+    return public_key_to_address(public_key.format(compressed=False))
+
+
+def sign_message(private_key: bytes, message: str | bytes) -> str:
+    """EIP-191 signature of ``message``: 130 hex digits, no ``0x``, v in {27, 28}."""
+    raw = coincurve.PrivateKey(private_key).sign_recoverable(personal_message_hash(message), hasher=None)
+    return (raw[:64] + bytes((raw[64] + 27,))).hex()
+
+
+@dataclass(frozen=True, slots=True)
+class LocalSigner:
+    """A private key held in memory, with its address and public key. Never printed."""
+
+    private_key: bytes = field(repr=False)
+    address: str = field(init=False)
+    public_key_hex: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.private_key) != 32:
+            raise SigningError("a private key is 32 bytes")
+        try:
+            public = coincurve.PrivateKey(self.private_key).public_key.format(compressed=False)
+        except Exception as exc:  # libsecp256k1 rejects 0 and values >= the curve order
+            raise SigningError("the private key is not a valid secp256k1 scalar") from exc
+        object.__setattr__(self, "address", to_checksum_address(public_key_to_address(public)))
+        object.__setattr__(self, "public_key_hex", public[1:].hex())
+
+    @classmethod
+    def from_hex(cls, private_key_hex: str) -> LocalSigner:
+        text = private_key_hex.strip()
+        if text[:2] in ("0x", "0X"):
+            text = text[2:]
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise SigningError("private key is not valid hex") from None
+        return cls(raw)
+
+    def sign(self, message: str | bytes) -> str:
+        return sign_message(self.private_key, message)
