@@ -58,7 +58,10 @@ class NodeMetrics:
             registry=r,
         )
         self.backend_healthy = Gauge(
-            "fxn_backend_healthy", "1 if the backend passed its last health check", ["model", "backend"], registry=r
+            "fxn_backend_healthy",
+            "1 if the backend passed its last health check",
+            ["model", "backend"],
+            registry=r,
         )
         self.registry_entries = Gauge(
             "fxn_registry_entries", "Active entries in each registry", ["registry"], registry=r
@@ -83,7 +86,9 @@ class NodeMetrics:
             registry=r,
         )
         self.matmul_tops = Gauge(
-            "fxn_matmul_last_tops", "Throughput of the last matrix challenge, tera-ops per second", ["backend"],
+            "fxn_matmul_last_tops",
+            "Throughput of the last matrix challenge, tera-ops per second",
+            ["backend"],
             registry=r,
         )
         self.gpu_memory_used = Gauge(

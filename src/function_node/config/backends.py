@@ -99,7 +99,7 @@ class ModelConfig(ConfigModel):
     def _fxn_id(cls, value: object) -> str:
         # The on-chain modelId is a uint256; operators write it quoted or bare.
         if isinstance(value, bool) or not isinstance(value, int | str):
-            raise ValueError("fxnId is the network's model id, a whole number such as \"2\"")
+            raise ValueError('fxnId is the network\'s model id, a whole number such as "2"')
         text = str(value).strip()
         if text and not text.isdigit():
             raise ValueError(f"fxnId {text!r} must be a whole number (the on-chain modelId)")

@@ -25,7 +25,9 @@ def parse_duration(value: object) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if not text or pos != len(text):
-        raise ValueError(f'"{value}" is not a duration; write a number and a unit (ms, s, m, h, d), e.g. "90s"')
+        raise ValueError(
+            f'"{value}" is not a duration; write a number and a unit (ms, s, m, h, d), e.g. "90s"'
+        )
     return total
 
 

@@ -205,5 +205,7 @@ class Settings(ConfigModel):
         if self.challenge.matmul.max_cpu_size > self.challenge.matmul.max_size:
             raise ValueError("challenge.matmul.maxCpuSize cannot exceed challenge.matmul.maxSize")
         if self.registry.router_smart_contract_address and not self.rpc_provider:
-            raise ValueError("registry.routerSmartContractAddress is set but rpcProvider is empty; set an RPC URL")
+            raise ValueError(
+                "registry.routerSmartContractAddress is set but rpcProvider is empty; set an RPC URL"
+            )
         return self

@@ -34,7 +34,10 @@ class CallerDirectory:
     def role_of(self, address: str) -> CallerRole | None:
         """The caller's role (scheduler wins over gateway), None if unknown. Address is lower-case."""
         unusable: list[str] = []
-        for role, registries in ((CallerRole.SCHEDULER, self.schedulers), (CallerRole.GATEWAY, self.gateways)):
+        for role, registries in (
+            (CallerRole.SCHEDULER, self.schedulers),
+            (CallerRole.GATEWAY, self.gateways),
+        ):
             for registry in registries:
                 status = registry.status()
                 if not status.usable:

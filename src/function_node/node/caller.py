@@ -1,0 +1,41 @@
+"""The authenticated caller of a request, set by the auth middleware and read by handlers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from aiohttp import web
+
+from function_node.registry.directory import CallerRole
+
+__all__ = ["Caller", "caller_of", "set_caller"]
+
+_KEY: Final = "fxn_caller"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent the request, and its body as read (within ``auth.maxBodyBytes``) by the middleware.
+
+    ``role`` is None only under ``registry.bypassAuth``; handlers must then not trust ``address``.
+    """
+
+    address: str  # lower-case 0x address; "" under bypassAuth without headers
+    role: CallerRole | None
+    nonce: str
+    body: bytes = field(repr=False)
+    body_sha256: str
+    scheme: str  # "legacy", "v2" or "bypass"
+
+
+def set_caller(request: web.Request, caller: Caller) -> None:
+    request[_KEY] = caller
+
+
+def caller_of(request: web.Request) -> Caller:
+    """The caller set by the auth middleware; a programming error if the route is not authenticated."""
+    caller = request.get(_KEY)
+    if not isinstance(caller, Caller):
+        raise RuntimeError(f"{request.path} reached a handler without passing the auth middleware")
+    return caller
