@@ -2,4 +2,11 @@
 
 pytest_plugins = [
     "tests.fixtures.common",
+    "tests.fixtures.challenges",
+    "tests.fixtures.foundation",
+    "tests.fixtures.auth",
+    "tests.fixtures.redis",
+    "tests.fixtures.backend",
+    "tests.fixtures.node",
+    "tests.fixtures.anvil",
 ]

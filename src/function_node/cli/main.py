@@ -26,6 +26,14 @@ app = typer.Typer(
 _COMMAND_MODULES: Final = (
     "accounts",
     "config",
+    "scheduler",
+    "doctor",
+    "devnet",
+    "start",
+    "request",
+    "challenge",
+    "bench",
+    "status",
 )
 
 

@@ -11,9 +11,6 @@ from function_node.registry.directory import CallerRole
 
 __all__ = ["Caller", "caller_of", "set_caller"]
 
-_KEY: Final = "fxn_caller"
-
-
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent the request, and its body as read (within ``auth.maxBodyBytes``) by the middleware.
@@ -27,6 +24,10 @@ class Caller:
     body: bytes = field(repr=False)
     body_sha256: str
     scheme: str  # "legacy", "v2" or "bypass"
+
+
+# A RequestKey, not a str: aiohttp >= 3.12 warns on str keys (an error under filterwarnings=error).
+_KEY: Final = web.RequestKey("fxn_caller", Caller)
 
 
 def set_caller(request: web.Request, caller: Caller) -> None:

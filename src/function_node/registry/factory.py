@@ -1,17 +1,38 @@
-"""Build the caller directory the node runs with, from config (and, where configured, the chain)."""
+"""Build the caller directory the node runs with, from config and, where configured, the chain.
+
+Static lists (``registry.static``, ``schedulerAddress``) are always there. With
+``registry.routerSmartContractAddress`` set, chain-backed gateway, provider and scheduler registries
+are added beside them (the scheduler registry is ``registry.scheduler.contract`` or the Router's
+``schedulerRegistry()``; the live Router has none, which reads as an empty list).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 from function_node.config.settings import Settings
+from function_node.errors import ChainError
+from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
 from function_node.registry.base import Registry
 from function_node.registry.directory import CallerDirectory
 from function_node.registry.static import StaticRegistry
 
-__all__ = ["RegistrySet", "open_registries"]
+if TYPE_CHECKING:
+    from function_node.chain.cached import CachedRegistry, Fetch
+    from function_node.chain.client import ChainClient
+    from function_node.chain.contracts import NetworkReader
+    from function_node.node.registration import Registration
+
+__all__ = ["FIRST_REFRESH_TIMEOUT_S", "RegistrySet", "open_registries"]
+
+# How long start() waits for the first chain refresh before serving from snapshots (or not at all).
+FIRST_REFRESH_TIMEOUT_S: Final = 5.0
 
 
 @dataclass(slots=True)
@@ -19,18 +40,94 @@ class RegistrySet:
     """The directory plus whatever keeps it fresh; the node's lifespan starts and closes it."""
 
     directory: CallerDirectory
-    _closers: list[object] = field(default_factory=list)
+    chain: list[CachedRegistry] = field(default_factory=list)
+    client: ChainClient | None = None
+    reader: NetworkReader | None = None
+    node_address: str = ""
+    model_ids: tuple[str, ...] = ()
+    first_refresh_timeout: float = FIRST_REFRESH_TIMEOUT_S
+    registration: Registration | None = None
+    _tasks: set[asyncio.Task[object]] = field(default_factory=set)
+
+    def chain_registry(self, name: str) -> CachedRegistry | None:
+        return next((r for r in self.chain if r.name == name), None)
 
     async def start(self) -> None:
-        """Load what must be loaded before serving and start background refreshes."""
+        """Load snapshots, try a first refresh within a short bound, then refresh in the background."""
+        log = get_logger("fxn.registry")
+        for registry in self.chain:
+            registry.load_snapshot()
+        if self.chain:
+            first = {asyncio.create_task(r.refresh(), name=f"registry-first-{r.name}") for r in self.chain}
+            self._tasks |= first  # those still running after the bound finish in the background
+            _, pending = await asyncio.wait(first, timeout=self.first_refresh_timeout)
+            for task in first - pending:
+                self._tasks.discard(task)
+            if pending:
+                log.warning("registry first refresh still running", bound_s=self.first_refresh_timeout)
+        for registry in self.chain:
+            registry.start()
+        for status in self.directory.statuses():
+            log.info(
+                "registry",
+                name=status.name,
+                source=status.source,
+                loaded=status.loaded,
+                stale=status.stale,
+                entries=status.entries,
+                error=status.error or None,
+            )
+        await self._report_registration()
+
+    async def _report_registration(self) -> None:
+        from function_node.node.registration import (
+            log_registration,
+            lookup_registration,
+            registration_from_entries,
+        )
+
+        providers = self.chain_registry("provider")
+        if not self.node_address or providers is None or self.reader is None:
+            return
+        try:
+            async with asyncio.timeout(self.first_refresh_timeout):
+                self.registration = await lookup_registration(self.reader, self.node_address)
+        except (ChainError, TimeoutError) as exc:
+            if not providers.status().loaded:
+                get_logger("fxn.registration").warning(
+                    "own provider registration unknown: the chain is unreachable and nothing is cached",
+                    error=str(exc) or "timed out",
+                )
+                return
+            self.registration = registration_from_entries(self.node_address, providers.entries())
+        log_registration(self.registration, self.model_ids)
 
     async def close(self) -> None:
-        """Stop background refreshes."""
+        """Stop background refreshes and release the RPC client."""
+        for task in self._tasks:
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        for registry in self.chain:
+            await registry.close()
+        if self.client is not None:
+            await self.client.close()
 
 
-async def open_registries(settings: Settings, home: Path, metrics: NodeMetrics) -> RegistrySet:
+async def open_registries(
+    settings: Settings,
+    home: Path,
+    metrics: NodeMetrics,
+    *,
+    node_address: str = "",
+    model_ids: Collection[str] = (),
+) -> RegistrySet:
+    """The registries ``settings`` asks for; nothing is fetched until :meth:`RegistrySet.start`."""
     gateways: list[Registry] = []
     schedulers: list[Registry] = []
+    providers: list[Registry] = []
     if settings.registry.static.gateways:
         gateways.append(StaticRegistry("gateway-static", settings.registry.static.gateways))
     static_schedulers = [*settings.scheduler_address, *settings.registry.static.schedulers]
@@ -39,4 +136,70 @@ async def open_registries(settings: Settings, home: Path, metrics: NodeMetrics) 
     for registry in (*gateways, *schedulers):
         status = registry.status()
         metrics.registry_entries.labels(status.name).set(status.entries)
-    return RegistrySet(directory=CallerDirectory(gateways=gateways, schedulers=schedulers))
+
+    out = RegistrySet(
+        directory=CallerDirectory(gateways=gateways, schedulers=schedulers, providers=providers),
+        node_address=node_address.lower(),
+        model_ids=tuple(model_ids),
+    )
+    router = settings.registry.router_smart_contract_address
+    scheduler_contract = settings.registry.scheduler.contract
+    if not settings.rpc_provider or not (router or scheduler_contract):
+        return out
+
+    from function_node.chain.cached import CachedRegistry
+    from function_node.chain.client import ChainClient
+    from function_node.chain.contracts import NetworkReader
+    from function_node.chain.fetchers import fetch_gateways, fetch_providers, fetch_schedulers
+    from function_node.chain.snapshot import SnapshotStore
+
+    client = ChainClient(settings.rpc_provider)
+    reader = NetworkReader(client, router, scheduler_contract)
+    store = SnapshotStore(home)
+    out.client, out.reader = client, reader
+    reg = settings.registry
+
+    def cached(name: str, fetch: Fetch, poll: float, stale: float, src: str) -> CachedRegistry:
+        registry = CachedRegistry(
+            name,
+            fetch,
+            source=src,
+            poll_interval=poll,
+            max_staleness=stale,
+            metrics=metrics,
+            snapshots=store,
+        )
+        out.chain.append(registry)
+        return registry
+
+    if router:
+        source = f"router={router}"
+        gateways.append(
+            cached(
+                "gateway",
+                fetch_gateways(reader),
+                reg.gateway.poll_interval,
+                reg.gateway.max_staleness,
+                source,
+            )
+        )
+        providers.append(
+            cached(
+                "provider",
+                fetch_providers(reader),
+                reg.provider.poll_interval,
+                reg.provider.max_staleness,
+                source,
+            )
+        )
+    scheduler_source = f"scheduler={scheduler_contract}" if scheduler_contract else f"router={router}"
+    schedulers.append(
+        cached(
+            "scheduler",
+            fetch_schedulers(reader),
+            reg.scheduler.poll_interval,
+            reg.scheduler.max_staleness,
+            scheduler_source,
+        )
+    )
+    return out

@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.20;
+
+/// @title Schedulers allowed to send challenges (the project's own; the devnet uses it).
+contract SchedulerRegistry {
+    address public admin;
+    address[] private schedulers;
+    // scheduler => index + 1 (0 = absent)
+    mapping(address => uint256) private indexOf;
+    mapping(address => bool) public paused;
+    uint256 public activeCount;
+
+    event SchedulerRegistered(address indexed scheduler);
+    event SchedulerPaused(address indexed scheduler, bool paused);
+    event AdminChanged(address indexed admin);
+
+    error NotAuthorized();
+    error AlreadyRegistered(address scheduler);
+    error UnknownScheduler(address scheduler);
+    error BadInput();
+
+    modifier onlyAdmin() {
+        if (msg.sender != admin) revert NotAuthorized();
+        _;
+    }
+
+    constructor() {
+        admin = msg.sender;
+    }
+
+    function setAdmin(address newAdmin) external onlyAdmin {
+        if (newAdmin == address(0)) revert BadInput();
+        admin = newAdmin;
+        emit AdminChanged(newAdmin);
+    }
+
+    function registerScheduler(address scheduler) external onlyAdmin {
+        if (scheduler == address(0)) revert BadInput();
+        if (indexOf[scheduler] != 0) revert AlreadyRegistered(scheduler);
+        schedulers.push(scheduler);
+        indexOf[scheduler] = schedulers.length;
+        activeCount++;
+        emit SchedulerRegistered(scheduler);
+    }
+
+    /// The admin, or a scheduler pausing itself.
+    function pauseScheduler(address scheduler) external {
+        _setPaused(scheduler, true);
+    }
+
+    function unpauseScheduler(address scheduler) external onlyAdmin {
+        _setPaused(scheduler, false);
+    }
+
+    function isActiveScheduler(address scheduler) external view returns (bool) {
+        return indexOf[scheduler] != 0 && !paused[scheduler];
+    }
+
+    function getActiveSchedulers() external view returns (address[] memory out) {
+        out = new address[](activeCount);
+        uint256 n = 0;
+        for (uint256 i = 0; i < schedulers.length; i++) {
+            if (!paused[schedulers[i]]) {
+                out[n] = schedulers[i];
+                n++;
+            }
+        }
+    }
+
+    function _setPaused(address scheduler, bool value) private {
+        if (indexOf[scheduler] == 0) revert UnknownScheduler(scheduler);
+        if (msg.sender != admin && msg.sender != scheduler) revert NotAuthorized();
+        if (paused[scheduler] == value) return;
+        paused[scheduler] = value;
+        if (value) activeCount--;
+        else activeCount++;
+        emit SchedulerPaused(scheduler, value);
+    }
+}

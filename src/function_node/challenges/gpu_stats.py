@@ -1,0 +1,96 @@
+"""GPU inventory for IDENTITY (SPEC §7.1): the first source that answers, in the order of the spec.
+
+NVML first (a library call, no subprocess), then ``nvidia-smi``, ``rocm-smi`` and macOS
+``system_profiler``. Every entry names its source and carries ``ld_preload``: these figures are the
+node's own word, and a preloaded library could make NVML or the tools say anything. No GPU is ``[]``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from function_node.challenges.gpu_sources import (
+    NVIDIA_SMI_FIELDS,
+    parse_nvidia_smi,
+    parse_rocm_smi,
+    parse_system_profiler,
+    read_nvml,
+)
+
+__all__ = ["Runner", "collect_gpu_stats", "run_tool"]
+
+TOOL_TIMEOUT_S: Final = 5.0
+NVIDIA_SMI_ARGS: Final = ("--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS), "--format=csv,noheader,nounits")
+ROCM_SMI_ARGS: Final = (
+    "--showproductname",
+    "--showmeminfo",
+    "vram",
+    "--showuse",
+    "--showmemuse",
+    "--showdriverversion",
+    "--showbus",
+    "--showserial",
+    "--showuniqueid",
+    "--csv",
+)
+SYSTEM_PROFILER_ARGS: Final = ("SPDisplaysDataType", "SPHardwareDataType", "-json")
+
+Runner = Callable[[list[str]], str | None]
+"""Runs a tool (argv) and returns its stdout, or None if it is absent, fails or times out."""
+
+
+def run_tool(argv: list[str]) -> str | None:
+    path = shutil.which(argv[0])
+    if path is None:
+        return None
+    try:
+        done = subprocess.run(  # fixed argv, no shell, the tool found on PATH
+            [path, *argv[1:]], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _import_nvml() -> Any:
+    import pynvml
+
+    return pynvml
+
+
+def collect_gpu_stats(
+    *,
+    runner: Runner = run_tool,
+    nvml: Callable[[], Any] | None = _import_nvml,
+    environ: Mapping[str, str] | None = None,
+    platform: str = sys.platform,
+) -> list[dict[str, Any]]:
+    """GPU entries from the first source that finds any; blocking (run it in a thread)."""
+    env = os.environ if environ is None else environ
+    entries: list[dict[str, Any]] = []
+    if nvml is not None:
+        try:
+            entries = read_nvml(nvml())
+        except Exception:  # no libnvidia-ml, no driver, or pynvml missing: try the next source
+            entries = []
+    if not entries:
+        text = runner(["nvidia-smi", *NVIDIA_SMI_ARGS])
+        entries = parse_nvidia_smi(text) if text else []
+    if not entries:
+        text = runner(["rocm-smi", *ROCM_SMI_ARGS])
+        entries = parse_rocm_smi(text) if text else []
+    if not entries and platform == "darwin":
+        text = runner(["system_profiler", *SYSTEM_PROFILER_ARGS])
+        try:
+            entries = parse_system_profiler(text) if text else []
+        except ValueError:  # not JSON: an old macOS without -json
+            entries = []
+    preload = bool(env.get("LD_PRELOAD") or env.get("DYLD_INSERT_LIBRARIES"))
+    for item in entries:
+        item["ld_preload"] = preload
+    return entries

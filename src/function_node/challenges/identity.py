@@ -1,0 +1,119 @@
+"""IDENTITY (SPEC §7.1): who the node is, where it says it is, and what hardware it reports.
+
+The signature binds address, IP address and the scheduler's nonce, so an answer cannot be replayed for
+another nonce. GPU figures are self-reported evidence; the matrix proof is the check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import secrets
+import socket
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from function_node.challenges.base import ChallengeContext
+from function_node.challenges.gpu_stats import collect_gpu_stats
+from function_node.errors import ChallengeError
+
+__all__ = ["IdentityChallenge", "discover_ip", "identity_message", "system_info"]
+
+MAX_NONCE_CHARS: Final = 256
+# A documentation address (RFC 5737): connecting a UDP socket only asks the kernel for a route and the
+# source address it would use; no packet is sent, and nothing on the internet is contacted.
+_ROUTE_PROBE: Final = ("192.0.2.1", 9)
+_DISCOVERY_TIMEOUT_S: Final = 1.0
+_GIB: Final = float(1 << 30)
+
+
+def identity_message(address: str, ip_address: str, nonce: str) -> str:
+    """What IDENTITY's ``signature`` signs (EIP-191)."""
+    return f"{address}.{ip_address}.{nonce}"
+
+
+def discover_ip(target: tuple[str, int] = _ROUTE_PROBE) -> str:
+    """The source address of the default route, or "" if there is none."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(_DISCOVERY_TIMEOUT_S)
+            sock.connect(target)
+            address = str(sock.getsockname()[0])
+    except OSError:
+        return ""
+    return "" if address.startswith("0.") else address
+
+
+def system_info() -> dict[str, Any]:
+    try:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / _GIB, 2)
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    return {
+        "os": platform.system(),
+        "osRelease": platform.release(),
+        "machine": platform.machine(),
+        "cpuCount": os.cpu_count(),
+        "memoryGB": memory,
+        "python": sys.version.split()[0],
+        "ldPreload": bool(os.environ.get("LD_PRELOAD") or os.environ.get("DYLD_INSERT_LIBRARIES")),
+    }
+
+
+@dataclass(slots=True)
+class IdentityChallenge:
+    """Answers IDENTITY; ``gpu_stats`` and ``discover`` are injectable so tests control the machine."""
+
+    gpu_stats: Callable[[], list[dict[str, Any]]] = field(default=collect_gpu_stats)
+    discover: Callable[[], str] = field(default=discover_ip)
+    type: ClassVar[str] = "IDENTITY"
+
+    async def run(self, payload: Any, ctx: ChallengeContext) -> dict[str, Any]:
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            raise ChallengeError(
+                'IDENTITY payload must be {} or {"nonce": "<string>"}', code="invalid_payload"
+            )
+        nonce = payload.get("nonce")
+        if nonce is None:
+            nonce = secrets.token_hex(16)
+        if not isinstance(nonce, str) or not nonce or len(nonce) > MAX_NONCE_CHARS:
+            raise ChallengeError(
+                f"nonce must be a string of 1 to {MAX_NONCE_CHARS} characters", code="invalid_nonce"
+            )
+        ip_address = ctx.settings.node.public_address or await asyncio.to_thread(self.discover)
+        gpus = await asyncio.to_thread(self.gpu_stats)
+        _export_gpu_metrics(ctx, gpus)
+        address = ctx.signer.address
+        return {
+            "address": address,
+            "publicKey": address,
+            "publicKeyHex": ctx.signer.public_key_hex,
+            "ipAddress": ip_address,
+            "nonce": nonce,
+            "signature": ctx.signer.sign(identity_message(address, ip_address, nonce)),
+            "gpuStats": gpus,
+            "system": system_info(),
+            "version": ctx.version,
+        }
+
+    async def close(self) -> None:
+        return None
+
+
+def _export_gpu_metrics(ctx: ChallengeContext, gpus: list[dict[str, Any]]) -> None:
+    """NVML figures go to the GPU gauges (SPEC §10); tool-parsed figures are not exported."""
+    for index, gpu in enumerate(gpus):
+        if gpu.get("source") != "nvml":
+            continue
+        labels = (str(index), str(gpu.get("name") or ""))
+        if gpu.get("vram_total_mb") is not None:
+            ctx.metrics.gpu_memory_total.labels(*labels).set(gpu["vram_total_mb"] * (1 << 20))
+        if gpu.get("vram_used_mb") is not None:
+            ctx.metrics.gpu_memory_used.labels(*labels).set(gpu["vram_used_mb"] * (1 << 20))
+        if gpu.get("utilization_gpu_pct") is not None:
+            ctx.metrics.gpu_utilization.labels(*labels).set(gpu["utilization_gpu_pct"] / 100)

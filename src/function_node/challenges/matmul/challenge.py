@@ -1,0 +1,274 @@
+"""MATRIX_MULTIPLICATION and MATRIX_MULTIPLICATION_PROOF behind the Challenge protocol (SPEC §7.2).
+
+Concurrency: one computation runs at a time (a single-worker executor: the GEMM already uses every core
+or the whole GPU, so running two at once only slows both). Up to ``maxPendingProofs`` jobs may be queued
+or hold a commitment; past that the node answers 429 ``too_many_pending_proofs`` and the scheduler
+retries after ``proofTtl``. Explicit multiplications count against the same bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final
+
+from function_node.challenges.base import ChallengeContext
+from function_node.challenges.matmul.commitment import (
+    CommitmentStore,
+    MerkleTree,
+    StoreFullError,
+    UnknownCommitmentError,
+)
+from function_node.challenges.matmul.compute import (
+    MatmulBackend,
+    NumpyBackend,
+    TorchBackend,
+    cpu_device_info,
+    cuda_available,
+)
+from function_node.challenges.matmul.explicit import is_explicit, multiply_explicit, parse_explicit
+from function_node.challenges.matmul.generate import Seed, parse_seed
+from function_node.challenges.matmul.verify import MAX_PROOF_ROWS
+from function_node.config.settings import MatmulSettings
+from function_node.errors import ChallengeError
+
+__all__ = ["MatmulService", "MatrixMultiplicationChallenge", "MatrixProofChallenge"]
+
+DTYPES: Final = ("int8",)
+BACKENDS: Final = ("auto", "cpu", "gpu")
+_BUSY_STATUS: Final = 429
+
+
+@dataclass(slots=True)
+class MatmulService:
+    """State the two matrix challenges share: limits, backends, the commitment store, the worker."""
+
+    limits: MatmulSettings
+    cpu_threads: int = 2
+    store: CommitmentStore = field(init=False)
+    _worker: ThreadPoolExecutor = field(init=False)
+    _blocks: ThreadPoolExecutor = field(init=False)
+    _cpu: NumpyBackend = field(init=False)
+    _gpu: MatmulBackend | None = field(init=False, default=None)
+    _gpu_checked: bool = field(init=False, default=False)
+    _jobs: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        self.store = CommitmentStore(ttl=self.limits.proof_ttl, capacity=self.limits.max_pending_proofs)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fxn-matmul")
+        self._blocks = ThreadPoolExecutor(max_workers=self.cpu_threads, thread_name_prefix="fxn-matmul-blk")
+        self._cpu = NumpyBackend(executor=self._blocks)
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    async def gpu(self) -> MatmulBackend | None:
+        """The CUDA backend, or None; the first call imports torch in the worker thread."""
+        if not self._gpu_checked:
+            self._gpu_checked = True
+            if await self._run(cuda_available):
+                self._gpu = TorchBackend("cuda")
+        return self._gpu
+
+    async def choose(self, backend: str, n: int) -> MatmulBackend:
+        if backend not in BACKENDS:
+            raise ChallengeError(
+                f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}", code="invalid_backend"
+            )
+        if n > self.limits.max_size:
+            raise ChallengeError(f"size {n} exceeds maxSize={self.limits.max_size}", code="size_too_large")
+        gpu = await self.gpu() if backend in ("auto", "gpu") else None
+        if backend == "gpu" and gpu is None:
+            raise ChallengeError(
+                'backend "gpu" was asked for but this node has no CUDA device', code="no_gpu"
+            )
+        if gpu is not None:
+            return gpu
+        if n > self.limits.max_cpu_size:
+            raise ChallengeError(
+                f"size {n} exceeds maxCpuSize={self.limits.max_cpu_size} for the CPU backend",
+                code="size_too_large",
+            )
+        return self._cpu
+
+    def _enter(self) -> None:
+        if self._jobs >= self.limits.max_pending_proofs:
+            raise ChallengeError(
+                f"too many matrix challenges in progress (maxPendingProofs={self.limits.max_pending_proofs});"
+                " retry later",
+                status=_BUSY_STATUS,
+                code="too_many_pending_proofs",
+            )
+        self._jobs += 1
+
+    async def verifiable(self, payload: dict[str, Any], ctx: ChallengeContext) -> dict[str, Any]:
+        size = payload.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ChallengeError("size must be a positive integer", code="invalid_size")
+        try:
+            seed = parse_seed(payload["seed"]) if "seed" in payload else Seed(secrets.token_bytes(32))
+        except ValueError as exc:
+            raise ChallengeError(str(exc), code="invalid_seed") from None
+        dtype = payload.get("dtype", "int8")
+        if dtype not in DTYPES:
+            raise ChallengeError(
+                f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", code="invalid_dtype"
+            )
+        backend = await self.choose(payload.get("backend", "auto"), size)
+        self._enter()
+        try:
+            try:
+                self.store.reserve()
+            except StoreFullError:
+                raise ChallengeError(
+                    f"{self.limits.max_pending_proofs} proofs are pending (maxPendingProofs); retry after "
+                    f"{self.limits.proof_ttl:g}s",
+                    status=_BUSY_STATUS,
+                    code="too_many_pending_proofs",
+                ) from None
+            try:
+                result = await self._run(backend.compute, size, seed)
+                tree = await self._run(MerkleTree.build, result.digests.tolist())
+                info = await self._run(backend.device_info)
+            except BaseException:
+                self.store.release()
+                raise
+            commitment_id = self.store.put(seed.hex, size, result.digests.tolist(), tree)
+        finally:
+            self._jobs -= 1
+        flops = 2 * size**3
+        ops_per_s = flops / result.gemm_seconds if result.gemm_seconds > 0 else 0.0
+        ctx.metrics.matmul_tops.labels(backend.name).set(ops_per_s / 1e12)
+        return {
+            "computationTimeMs": result.gemm_seconds * 1000,
+            "gflops": ops_per_s / 1e9,
+            "flops": flops,
+            "backend": backend.name,
+            "device": backend.device,
+            "deviceInfo": info.as_json(),
+            "matrixSize": size,
+            "merkleRoot": "0x" + tree.root.hex(),
+            "resultSamples": result.samples,
+            "seed": seed.hex,
+            "dtype": dtype,
+            "commitmentId": commitment_id,
+            "totalTimeMs": result.total_seconds * 1000,
+            "proofTtlMs": self.limits.proof_ttl * 1000,
+        }
+
+    async def explicit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        a, b = parse_explicit(payload, self.limits.max_explicit_size)
+        self._enter()
+        try:
+            result = await self._run(multiply_explicit, a, b)
+            info = await self._run(cpu_device_info)
+        finally:
+            self._jobs -= 1
+        m, p = result.c.shape
+        return {
+            "C": result.c.tolist(),
+            "computationTimeMs": result.gemm_seconds * 1000,
+            "gflops": result.flops / result.gemm_seconds / 1e9 if result.gemm_seconds > 0 else 0.0,
+            "flops": result.flops,
+            "backend": "cpu",
+            "device": "cpu",
+            "deviceInfo": info.as_json(),
+            "matrixSize": m,
+            "shape": [m, a.shape[1], p],
+            "merkleRoot": None,
+            "resultSamples": [{"row": 0, "col": 0, "value": float(result.c[0, 0])}],
+            "seed": None,
+            "dtype": "float64",
+            "commitmentId": None,
+            "totalTimeMs": result.gemm_seconds * 1000,
+        }
+
+    def prove(self, payload: Any) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise ChallengeError('payload must be {"commitmentId", "rows"}', code="invalid_proof_request")
+        commitment_id, rows = payload.get("commitmentId"), payload.get("rows")
+        if not isinstance(commitment_id, str) or not commitment_id:
+            raise ChallengeError("commitmentId must be a non-empty string", code="invalid_proof_request")
+        if not isinstance(rows, list) or not rows:
+            raise ChallengeError("rows must be a non-empty list of row numbers", code="invalid_rows")
+        if len(rows) > MAX_PROOF_ROWS:
+            raise ChallengeError(
+                f"at most {MAX_PROOF_ROWS} rows per proof, got {len(rows)}", code="too_many_rows"
+            )
+        if any(isinstance(r, bool) or not isinstance(r, int) for r in rows):
+            raise ChallengeError("rows must be integers", code="invalid_rows")
+        try:
+            commitment = self.store.peek(commitment_id)
+        except UnknownCommitmentError as exc:
+            raise ChallengeError(
+                f"commitmentId {commitment_id!r} is {exc.reason}"
+                + (
+                    ""
+                    if exc.reason == "unknown"
+                    else "; each commitment answers one proof request"
+                    if exc.reason == "used"
+                    else f"; proofs are kept for {self.limits.proof_ttl:g}s"
+                ),
+                code=f"commitment_{exc.reason}",
+            ) from None
+        bad = [r for r in rows if not 0 <= r < commitment.size]
+        if bad:
+            raise ChallengeError(
+                f"rows {bad} are out of range 0..{commitment.size - 1}", code="row_out_of_range"
+            )
+        commitment = self.store.take(commitment_id)
+        return {
+            "commitmentId": commitment_id,
+            "proofs": [
+                {
+                    "row": r,
+                    "digest": str(commitment.digests[r]),
+                    "siblings": ["0x" + s.hex() for s in commitment.tree.siblings(r)],
+                }
+                for r in rows
+            ],
+        }
+
+    async def close(self) -> None:
+        self.store.clear()
+        self._worker.shutdown(wait=False, cancel_futures=True)
+        self._blocks.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(slots=True)
+class MatrixMultiplicationChallenge:
+    """Round one: the explicit, random and verifiable forms."""
+
+    service: MatmulService
+    type: ClassVar[str] = "MATRIX_MULTIPLICATION"
+
+    async def run(self, payload: Any, ctx: ChallengeContext) -> dict[str, Any]:
+        if not isinstance(payload, dict):
+            raise ChallengeError(
+                'payload must be {"A", "B"}, {"size"} or {"size", "seed", "dtype", "backend"}',
+                code="invalid_payload",
+            )
+        if is_explicit(payload):
+            return await self.service.explicit(payload)
+        if "size" not in payload:
+            raise ChallengeError('payload needs "size" (or "A" and "B")', code="invalid_payload")
+        return await self.service.verifiable(payload, ctx)
+
+    async def close(self) -> None:
+        await self.service.close()
+
+
+@dataclass(slots=True)
+class MatrixProofChallenge:
+    """Round two: Merkle proofs for rows chosen after the root; each commitment answers once."""
+
+    service: MatmulService
+    type: ClassVar[str] = "MATRIX_MULTIPLICATION_PROOF"
+
+    async def run(self, payload: Any, ctx: ChallengeContext) -> dict[str, Any]:
+        return self.service.prove(payload)
+
+    async def close(self) -> None:
+        await self.service.close()

@@ -1,0 +1,177 @@
+"""Doctor checks that need nothing outside this machine: key file, config files, GPU, a matrix proof."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+from function_node.doctor.framework import DoctorContext, Finding
+from function_node.errors import ConfigError
+
+__all__ = ["check_config", "check_gpu", "check_key", "check_matrix"]
+
+
+async def check_config(ctx: DoctorContext) -> Sequence[Finding]:
+    """config.yaml and backend.yaml load and validate (the same rules as ``fxn config check``)."""
+    from function_node.config.loader import load_backends, load_settings
+
+    findings: list[Finding] = []
+    try:
+        ctx.settings = load_settings(ctx.home)
+        findings.append(Finding.ok("config", f"{ctx.home / 'config.yaml'} is valid"))
+    except ConfigError as exc:
+        findings.append(_config_failure(exc, ctx))
+    try:
+        ctx.backends = load_backends(ctx.home)
+        findings.append(Finding.ok("config", f"{ctx.home / 'backend.yaml'} is valid"))
+    except ConfigError as exc:
+        findings.append(_config_failure(exc, ctx))
+    if ctx.backends is not None:
+        unset = ctx.backends.env_problems()
+        if unset:
+            findings.append(
+                Finding.fail(
+                    "config",
+                    f"backend.yaml needs environment variable(s) {', '.join(unset)}, unset",
+                    f"export {unset[0]}=... before `fxn start`",
+                )
+            )
+    return findings
+
+
+def _config_failure(exc: ConfigError, ctx: DoctorContext) -> Finding:
+    first = exc.problems[0]
+    more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+    hint = first.fix or f"run `fxn --home {ctx.home} config check` to see every problem"
+    return Finding.fail("config", f"{first}{more}", hint)
+
+
+async def check_key(ctx: DoctorContext) -> Sequence[Finding]:
+    """The node key: present, private (0600), readable, and decryptable with the configured password."""
+    from function_node.config.home import key_path
+    from function_node.config.settings import Settings
+    from function_node.errors import KeyFileError
+    from function_node.keys import check_permissions, detect_format, read_key_json, resolve_password
+
+    settings = ctx.settings or Settings()
+    path = key_path(ctx.home, settings)
+    if not path.exists():
+        return [
+            Finding.fail("key", f"no key file at {path}", "create one with `fxn init` or `fxn accounts new`")
+        ]
+    try:
+        check_permissions(path)
+    except KeyFileError as exc:
+        return [Finding.fail("key", str(exc).split(";")[0], f"chmod 600 {path}")]
+    try:
+        document = read_key_json(path)
+    except KeyFileError as exc:
+        return [Finding.fail("key", str(exc), "restore the key file from a backup or import it again")]
+    kind = detect_format(document)
+    recorded = document.get("address")
+    if kind == "plaintext":
+        from function_node.keys import load_signer
+
+        try:
+            ctx.address = load_signer(path, None).address
+        except KeyFileError as exc:
+            return [Finding.fail("key", str(exc), "restore the key file from a backup")]
+        return [
+            Finding.warn(
+                "key",
+                f"{path} is a legacy plaintext key for {ctx.address}",
+                "fine for development; for a real node import it into an encrypted keystore "
+                "(`fxn accounts import`)",
+            )
+        ]
+    if kind != "keystore":
+        return [
+            Finding.fail("key", f"{path} is neither a V3 keystore nor a plaintext key", "fxn accounts new")
+        ]
+    ctx.address = (
+        f"0x{recorded}" if isinstance(recorded, str) and not recorded.startswith("0x") else str(recorded)
+    )
+    try:
+        password = resolve_password(settings, ctx.home, prompt=False)
+    except KeyFileError as exc:
+        return [Finding.fail("key", str(exc), "fix node.keyPasswordFile in config.yaml")]
+    if password is None:
+        return [
+            Finding.warn(
+                "key",
+                f"{path} is an encrypted keystore; no password source to test it with",
+                "set FXN_KEY_PASSWORD or node.keyPasswordFile so `fxn start` can run unattended",
+            )
+        ]
+    from function_node.keys import signer_from_keystore
+
+    try:
+        signer = await asyncio.to_thread(signer_from_keystore, document, password, source=str(path))
+    except KeyFileError as exc:
+        return [Finding.fail("key", str(exc), "check FXN_KEY_PASSWORD / node.keyPasswordFile")]
+    ctx.address = signer.address
+    return [Finding.ok("key", f"{path}: keystore for {signer.address}, mode 0600, password works")]
+
+
+async def check_gpu(ctx: DoctorContext) -> Sequence[Finding]:
+    """GPUs as IDENTITY reports them (NVML, nvidia-smi, rocm-smi, system_profiler); none is a warning."""
+    from function_node.challenges.gpu_stats import collect_gpu_stats
+
+    gpus = await asyncio.to_thread(collect_gpu_stats)
+    if not gpus:
+        return [
+            Finding.warn(
+                "gpu",
+                "no GPU detected (NVML, nvidia-smi, rocm-smi)",
+                "install the NVIDIA driver (nvidia-smi must work) or ROCm; without a GPU the matrix "
+                "challenge runs on the CPU and scores low",
+            )
+        ]
+    return [
+        Finding.ok(
+            "gpu",
+            f"{g.get('name')} ({g.get('vram_total_mb')} MB, driver {g.get('driver_version')}, "
+            f"via {g.get('source')})",
+        )
+        for g in gpus
+    ]
+
+
+async def check_matrix(ctx: DoctorContext) -> Sequence[Finding]:
+    """A small matrix proof end to end: compute, commit, prove random rows, verify them as a scheduler."""
+    import secrets
+
+    from function_node.challenges.matmul.commitment import MerkleTree
+    from function_node.challenges.matmul.compute import NumpyBackend
+    from function_node.challenges.matmul.generate import parse_seed
+    from function_node.challenges.matmul.verify import choose_rows, verify_proofs
+
+    n = ctx.matrix_size
+    seed = parse_seed("0x" + secrets.token_hex(32))
+
+    def prove() -> tuple[bool, list[str], float]:
+        started = time.perf_counter()
+        result = NumpyBackend().compute(n, seed)
+        digests = [int(d) for d in result.digests]
+        tree = MerkleTree.build(digests)
+        rows = choose_rows(n, 16)
+        answer = {
+            "proofs": [
+                {"row": i, "digest": str(digests[i]), "siblings": ["0x" + s.hex() for s in tree.siblings(i)]}
+                for i in rows
+            ]
+        }
+        outcome = verify_proofs(seed, n, tree.root, rows, answer)
+        return outcome.ok, outcome.failures, time.perf_counter() - started
+
+    ok, failures, seconds = await asyncio.to_thread(prove)
+    if not ok:
+        return [
+            Finding.fail(
+                "matrix",
+                f"a local n={n} proof did not verify: {failures[0]}",
+                "numpy's BLAS gave inexact results; reinstall numpy (pip install --force-reinstall numpy)",
+            )
+        ]
+    return [Finding.ok("matrix", f"local n={n} proof (CPU) computed and verified in {seconds * 1000:.0f} ms")]

@@ -1,0 +1,160 @@
+"""The node's application: routes, middlewares, and the lifespan that owns every long-lived resource.
+
+``create_app`` only wires; nothing is opened until the app starts. The lifespan (one
+``cleanup_ctx`` entry) opens, in order, the upstream HTTP client, the nonce store, the registries,
+the backend pools with their health checks and the challenge registry, and closes them in reverse
+order when the server has drained. Nothing lives at module level, so tests build apps freely.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from function_node import __version__
+from function_node.challenges.base import ChallengeContext
+from function_node.config.backends import BackendConfig
+from function_node.config.settings import Settings
+from function_node.logs import get_logger
+from function_node.metrics import NodeMetrics
+from function_node.node.auth import add_node_header, auth_middleware
+from function_node.node.backends import BACKENDS, BackendSet
+from function_node.node.context import CONTEXT, NodeContext
+from function_node.node.health import add_status_routes
+from function_node.node.observe import install_request_id, observe_middleware
+from function_node.node.proxy import add_openai_routes
+from function_node.signing import LocalSigner, to_checksum_address
+
+__all__ = ["backends_lifespan", "create_app", "upstream_session"]
+
+
+def upstream_session(settings: Settings) -> aiohttp.ClientSession:
+    """The one client session to every backend: pooled keep-alive connections, bodies untouched."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.proxy.max_idle_conns,
+        limit_per_host=0,
+        keepalive_timeout=settings.proxy.idle_conn_timeout,
+    )
+    # No session-wide timeout: each model's pool passes its own (connect / firstByte / total).
+    return aiohttp.ClientSession(
+        connector=connector,
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent",),
+    )
+
+
+def backends_lifespan(
+    settings: Settings, backends: BackendConfig, metrics: NodeMetrics
+) -> Callable[[web.Application], contextlib.AbstractAsyncContextManager[None]]:
+    """Only the upstream session and the backend pools, for apps (and tests) that need no more."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            session = upstream_session(settings)
+            stack.push_async_callback(session.close)
+            backend_set = BackendSet(backends, session, metrics)
+            stack.push_async_callback(backend_set.close)
+            backend_set.start()
+            app[BACKENDS] = backend_set
+            yield
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings,
+    backends: BackendConfig,
+    signer: LocalSigner,
+    home: Path,
+    *,
+    metrics: NodeMetrics | None = None,
+) -> web.Application:
+    """The node: observe → auth middlewares, status, OpenAI and challenge routes, and the lifespan."""
+    from function_node.node.challenge import CHALLENGE_CONTEXT, CHALLENGES, challenge_handler
+
+    node_metrics = metrics if metrics is not None else NodeMetrics()
+    app = web.Application(
+        middlewares=[observe_middleware(node_metrics), auth_middleware],
+        # The auth middleware reads the body with the configured limit; aiohttp's own default (1 MiB)
+        # would refuse larger bodies first with a different answer.
+        client_max_size=settings.auth.max_body_bytes + 1,
+    )
+    node_address = to_checksum_address(signer.address)
+    install_request_id(app)
+    app.on_response_prepare.append(add_node_header)
+    add_status_routes(
+        app,
+        version=__version__,
+        node_address=node_address,
+        metrics=node_metrics if not settings.metrics.listen_address else None,
+    )
+    add_openai_routes(app)
+    app.router.add_post("/challenge", challenge_handler)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        from function_node.challenges.registry import default_challenges
+        from function_node.node.nonces import create_nonce_store
+        from function_node.registry.factory import open_registries
+
+        log = get_logger("fxn.node")
+        async with contextlib.AsyncExitStack() as stack:
+            session = upstream_session(settings)
+            stack.push_async_callback(session.close)
+            nonces = create_nonce_store(settings.nonce_cache)
+            stack.push_async_callback(nonces.close)
+            registries = await open_registries(
+                settings,
+                home,
+                node_metrics,
+                node_address=node_address,
+                model_ids=[m.fxn_id for m in backends.models if m.fxn_id],
+            )
+            stack.push_async_callback(registries.close)
+            await registries.start()
+            backend_set = BackendSet(backends, session, node_metrics)
+            stack.push_async_callback(backend_set.close)
+            backend_set.start()
+            challenges = default_challenges(settings)
+            stack.push_async_callback(challenges.close)
+
+            app[BACKENDS] = backend_set
+            app[CONTEXT] = NodeContext(
+                settings=settings,
+                home=home,
+                signer=signer,
+                callers=registries.directory,
+                nonces=nonces,
+                metrics=node_metrics,
+            )
+            app[CHALLENGES] = challenges
+            app[CHALLENGE_CONTEXT] = ChallengeContext(
+                settings=settings,
+                signer=signer,
+                backends=lambda: backend_set.config,
+                http=session,
+                metrics=node_metrics,
+                home=home,
+                version=__version__,
+            )
+            if settings.registry.bypass_auth:
+                log.warning(
+                    "AUTHENTICATION IS OFF (registry.bypassAuth: true): anyone can use this node; "
+                    "development only, never on a network"
+                )
+            log.info(
+                "node ready",
+                address=node_address,
+                models=[m.name for m in backends.models],
+                nonce_store=settings.nonce_cache.backend,
+            )
+            yield
+
+    app.cleanup_ctx.append(lifespan)
+    return app

@@ -1,0 +1,140 @@
+"""The outermost middleware: request id, log context, errors in the OpenAI shape, one log line and
+the request metrics per request.
+
+Every exception a handler or an inner middleware raises ends here: an :class:`ApiError` (auth
+rejections included) becomes its status and OpenAI error body; an aiohttp HTTP exception (404/405 of
+the router) is re-shaped the same way; anything else is logged with its traceback and answered 500
+without details. The route label is the route's template, so label values stay bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Final
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client.metrics import Counter, Histogram
+
+from function_node.errors import ApiError, NonceStoreError, RegistryError, error_body
+from function_node.logs import get_logger
+from function_node.metrics import NodeMetrics
+from function_node.node.auth import AUTH_REASON_KEY
+from function_node.node.caller import caller_of
+
+__all__ = ["REQUEST_ID", "install_request_id", "observe_middleware"]
+
+REQUEST_ID: Final = web.RequestKey("fxn_request_id", str)
+_MAX_REQUEST_ID: Final = 64
+_CLIENT_CLOSED: Final = 499  # nginx's convention for "the client went away first"
+_UNMATCHED: Final = "unmatched"
+# Failures of the node's own dependencies, answered as unavailability (fail closed).
+_UNAVAILABLE: Final[dict[type[Exception], str]] = {
+    RegistryError: "registry_unavailable",
+    NonceStoreError: "nonce_store_unavailable",
+}
+
+
+def _request_id(request: web.Request) -> str:
+    given = request.headers.get("X-Request-Id", "")
+    if 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return os.urandom(8).hex()
+
+
+def _route(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else _UNMATCHED
+
+
+def _error_response(
+    status: int, message: str, code: str, type_: str, headers: dict[str, str]
+) -> web.Response:
+    return web.Response(
+        body=error_body(message, type_=type_, code=code),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def observe_middleware(metrics: NodeMetrics) -> Middleware:
+    """The middleware, bound to ``metrics``; put it first in the application's middlewares."""
+    log = get_logger("fxn.request")
+    # Labelled children, cached per app: labels() takes a lock and hashes on every call.
+    counters: dict[tuple[str, str, int], Counter] = {}
+    histograms: dict[tuple[str, str], Histogram] = {}
+
+    def record(route: str, method: str, status: int, elapsed: float) -> None:
+        key = (route, method, status)
+        counter = counters.get(key)
+        if counter is None:
+            counter = counters[key] = metrics.requests.labels(route, method, str(status))
+        counter.inc()
+        hkey = (route, method)
+        histogram = histograms.get(hkey)
+        if histogram is None:
+            histogram = histograms[hkey] = metrics.request_latency.labels(route, method)
+        histogram.observe(elapsed)
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        request_id = _request_id(request)
+        request[REQUEST_ID] = request_id
+        route = _route(request)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id, route=route, method=request.method)
+        status = 500
+        try:
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = _error_response(exc.status, exc.message, exc.code, exc.type, exc.headers)
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise  # a redirect is an answer, not an error
+                code = exc.reason.lower().replace(" ", "_")
+                response = _error_response(exc.status, exc.reason, code, "invalid_request_error", {})
+            except (RegistryError, NonceStoreError) as exc:
+                code = _UNAVAILABLE[type(exc)]
+                response = _error_response(503, str(exc), code, "service_unavailable", {})
+            except asyncio.CancelledError:
+                status = _CLIENT_CLOSED
+                raise
+            except Exception:
+                log.exception("unhandled error")
+                response = _error_response(500, "internal error", "internal_error", "server_error", {})
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            record(route, request.method, status, elapsed)
+            try:
+                caller = caller_of(request).address
+            except RuntimeError:  # refused before auth finished, or an unauthenticated route
+                caller = ""
+            log.info(
+                "request",
+                status=status,
+                latency_ms=round(elapsed * 1000, 3),
+                caller=caller,
+                reason=request.get(AUTH_REASON_KEY, ""),
+            )
+            structlog.contextvars.clear_contextvars()
+
+    return observe
+
+
+def install_request_id(app: web.Application) -> None:
+    """Add ``X-Request-Id`` to every answer, streamed ones included (before their headers leave)."""
+
+    async def stamp(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = request.get(REQUEST_ID)
+        if request_id is not None:
+            response.headers["X-Request-Id"] = request_id
+
+    app.on_response_prepare.append(stamp)

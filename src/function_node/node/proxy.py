@@ -1,0 +1,58 @@
+"""The OpenAI endpoints (SPEC §6): read ``"model"``, pick the model's pool, forward.
+
+The body was read (within ``auth.maxBodyBytes``) and authenticated by the auth middleware; the
+handler takes it from the caller record and never reads the request again. It is re-serialised only
+when ``upstreamModel`` differs from the requested name, so everything else reaches the backend
+byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+import structlog
+from aiohttp import web
+
+from function_node.errors import ApiError
+from function_node.node.backends import BACKENDS
+from function_node.node.caller import caller_of
+from function_node.node.relay import forward
+
+__all__ = ["OPENAI_PATHS", "add_openai_routes", "openai_handler", "select_model"]
+
+OPENAI_PATHS: Final = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+def select_model(body: bytes) -> tuple[str, dict[str, Any]]:
+    """The requested model name and the parsed body; ApiError 400 for invalid JSON or no model."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, "the request body must be a JSON object", code="invalid_json")
+    model = document.get("model")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, 'the request body has no "model" string', code="missing_model")
+    return model, document
+
+
+async def openai_handler(request: web.Request) -> web.StreamResponse:
+    body = caller_of(request).body
+    name, document = select_model(body)
+    backends = request.app[BACKENDS]
+    pool = backends.pool(name)
+    if pool is None:
+        raise ApiError(404, f"model {name!r} is not served by this node", code="model_not_found")
+    structlog.contextvars.bind_contextvars(model=name)
+    upstream = pool.config.upstream_model
+    if upstream and upstream != name:
+        document["model"] = upstream
+        body = orjson.dumps(document)
+    return await forward(request, pool, body, backends.metrics)
+
+
+def add_openai_routes(app: web.Application) -> None:
+    for path in OPENAI_PATHS:
+        app.router.add_post(path, openai_handler)

@@ -1,0 +1,281 @@
+"""The upstream call and the relay of its answer, JSON or SSE, with failover before the first byte.
+
+aiohttp errors are translated here, once, into :class:`UpstreamError`:
+
+* the connection is refused or times out (connect): the backend is marked unhealthy and the request
+  goes to another backend of the model; when none is left, 502 ``backend_unreachable``;
+* nothing arrives within ``timeouts.firstByte`` (headers or first body byte), or ``timeouts.total``
+  passes: 504 ``backend_timeout``;
+* the backend breaks an answer before the client got any byte: 502 ``backend_error``;
+* the backend breaks a stream after bytes were relayed: one SSE error event, then the stream ends.
+
+A backend's own 4xx/5xx answer is relayed as it is. The client's disconnect cancels the handler
+(the server runs with ``handler_cancellation``), and the ``finally`` closes the upstream response,
+which closes its connection, so the backend sees the cancellation at once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Final
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from function_node.errors import UpstreamError
+from function_node.metrics import NodeMetrics
+from function_node.node.backends import Backend, BackendPool
+
+__all__ = ["DROP_REQUEST_HEADERS", "DROP_RESPONSE_HEADERS", "forward", "stream_error_event"]
+
+# Hop-by-hop (RFC 9110 §7.6.1), recomputed (Host, Content-Length) and the node's own auth headers.
+# The caller's Authorization is the gateway's business, never the backend's; backend credentials
+# come from backend.yaml.
+DROP_REQUEST_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "authorization",
+        "cookie",
+        "x-address",
+        "x-signature",
+        "x-timestamp",
+        "x-nonce",
+        "x-fxn-auth",
+    }
+)
+DROP_RESPONSE_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "date",
+        "server",
+        "set-cookie",
+    }
+)
+_SSE: Final = "text/event-stream"
+_EVENT_END: Final = b"\n\n"
+
+
+class _UnreachableError(Exception):
+    """The backend failed before answering anything: try another one."""
+
+    def __init__(self, kind: str, detail: str, *, unhealthy: bool) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.unhealthy = unhealthy
+
+
+def stream_error_event(message: str) -> bytes:
+    body = {"error": {"message": message, "type": "upstream_error", "code": "backend_stream_interrupted"}}
+    return b"data: " + orjson.dumps(body) + _EVENT_END
+
+
+def _request_headers(headers: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
+    out = {k: v for k, v in headers.items() if k.lower() not in DROP_REQUEST_HEADERS}
+    out.update(extra)
+    return out
+
+
+def _response_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in headers.items() if k.lower() not in DROP_RESPONSE_HEADERS}
+
+
+def _timeout_error(model: str, what: str, seconds: float | None) -> UpstreamError:
+    limit = f" ({seconds:g}s)" if seconds else ""
+    return UpstreamError(
+        504, f"backend of model {model!r} timed out: {what}{limit}", code="backend_timeout", kind=what
+    )
+
+
+async def forward(
+    request: web.Request, pool: BackendPool, body: bytes, metrics: NodeMetrics
+) -> web.StreamResponse:
+    """Send ``body`` to a backend of ``pool`` at the request's path and relay the answer."""
+    session = pool.session
+    headers = _request_headers(request.headers, {})
+    tried: list[Backend] = []
+    failure: _UnreachableError | None = None
+    while True:
+        try:
+            backend = pool.acquire(tried)
+        except UpstreamError as exc:
+            if failure is None or exc.status == 429:
+                raise
+            raise UpstreamError(
+                502,
+                f"no backend of model {pool.name!r} could be reached (last: {failure})",
+                code="backend_unreachable",
+                kind=failure.kind,
+            ) from exc
+        tried.append(backend)
+        try:
+            return await _exchange(
+                request,
+                session,
+                pool,
+                backend,
+                headers={**headers, **backend.headers},
+                body=body,
+                metrics=metrics,
+            )
+        except _UnreachableError as exc:
+            backend.error(metrics, exc.kind)
+            if exc.unhealthy:
+                pool.mark(backend, False, f"{exc.kind}: {exc}")
+            failure = exc
+        finally:
+            pool.release(backend)
+
+
+async def _exchange(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    pool: BackendPool,
+    backend: Backend,
+    *,
+    headers: dict[str, str],
+    body: bytes,
+    metrics: NodeMetrics,
+) -> web.StreamResponse:
+    started = time.perf_counter()
+    timeout = pool.timeout
+    try:
+        resp = await session.request(
+            request.method, backend.base_url + request.raw_path, data=body, headers=headers, timeout=timeout
+        )
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise _UnreachableError("connect_timeout", f"connect timed out: {exc}", unhealthy=True) from exc
+    except aiohttp.SocketTimeoutError as exc:
+        backend.error(metrics, "first_byte_timeout")
+        raise _timeout_error(pool.name, "first_byte_timeout", timeout.sock_read) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise _UnreachableError("connect", f"connection failed: {exc.os_error}", unhealthy=True) from exc
+    except aiohttp.ServerDisconnectedError as exc:
+        # Often a kept-alive connection the backend had just closed: retry elsewhere, stay healthy.
+        raise _UnreachableError(
+            "disconnected", "closed the connection before answering", unhealthy=False
+        ) from exc
+    except TimeoutError as exc:
+        backend.error(metrics, "timeout")
+        raise _timeout_error(pool.name, "total_timeout", timeout.total) from exc
+    except aiohttp.ClientError as exc:
+        backend.error(metrics, "protocol")
+        raise UpstreamError(
+            502, f"backend of model {pool.name!r} failed: {type(exc).__name__}", code="backend_error"
+        ) from exc
+
+    complete = False
+    try:
+        if resp.content_type == _SSE:
+            answer = await _relay_stream(request, pool, backend, resp=resp, started=started, metrics=metrics)
+        else:
+            answer = await _relay_body(pool, backend, resp, started, metrics)
+        complete = True
+        return answer
+    finally:
+        if complete:
+            resp.release()
+        else:
+            resp.close()  # drops the connection: the backend sees the request cancelled
+
+
+async def _read_first(
+    pool: BackendPool, backend: Backend, resp: aiohttp.ClientResponse, metrics: NodeMetrics
+) -> bytes:
+    """The first body chunk, or the whole body; errors become 504/502 (nothing was sent yet)."""
+    try:
+        return await resp.content.readany()
+    except aiohttp.SocketTimeoutError as exc:
+        backend.error(metrics, "first_byte_timeout")
+        raise _timeout_error(pool.name, "first_byte_timeout", pool.timeout.sock_read) from exc
+    except TimeoutError as exc:
+        backend.error(metrics, "timeout")
+        raise _timeout_error(pool.name, "total_timeout", pool.timeout.total) from exc
+    except aiohttp.ClientError as exc:
+        backend.error(metrics, "broken_response")
+        raise UpstreamError(
+            502,
+            f"backend of model {pool.name!r} broke its answer: {type(exc).__name__}",
+            code="backend_error",
+        ) from exc
+
+
+async def _relay_body(
+    pool: BackendPool, backend: Backend, resp: aiohttp.ClientResponse, started: float, metrics: NodeMetrics
+) -> web.Response:
+    first = await _read_first(pool, backend, resp, metrics)
+    backend.ttfb_metric.observe(time.perf_counter() - started)
+    parts = [first]
+    while first:
+        chunk = await _read_first(pool, backend, resp, metrics)
+        if not chunk:
+            break
+        parts.append(chunk)
+    backend.latency_metric.observe(time.perf_counter() - started)
+    if resp.status >= 500:
+        backend.error(metrics, "status_5xx")
+    return web.Response(
+        body=parts[0] if len(parts) == 1 else b"".join(parts),
+        status=resp.status,
+        reason=resp.reason,
+        headers=_response_headers(resp.headers),
+    )
+
+
+async def _relay_stream(
+    request: web.Request,
+    pool: BackendPool,
+    backend: Backend,
+    *,
+    resp: aiohttp.ClientResponse,
+    started: float,
+    metrics: NodeMetrics,
+) -> web.StreamResponse:
+    # Wait for the first chunk before answering, so a backend that hangs after its headers still
+    # gets a clean 504 instead of an empty stream.
+    chunk = await _read_first(pool, backend, resp, metrics)
+    backend.ttfb_metric.observe(time.perf_counter() - started)
+    out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=_response_headers(resp.headers))
+    await out.prepare(request)
+    content = resp.content
+    last = b""
+    failure = ""
+    while chunk:
+        await out.write(chunk)  # the client left: this raises and the finally above closes upstream
+        last = chunk
+        try:
+            chunk = await content.readany()
+        except TimeoutError as exc:
+            failure, kind = f"the backend stopped sending ({type(exc).__name__})", "midstream_timeout"
+            break
+        except aiohttp.ClientError as exc:
+            failure, kind = f"the backend broke the stream ({type(exc).__name__})", "midstream"
+            break
+    if failure:
+        backend.error(metrics, kind)
+        # Close any event the backend left half-written, so the error event parses on its own.
+        await out.write((b"" if last.endswith(_EVENT_END) else _EVENT_END) + stream_error_event(failure))
+    backend.latency_metric.observe(time.perf_counter() - started)
+    await out.write_eof()
+    return out

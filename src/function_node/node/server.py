@@ -1,0 +1,188 @@
+"""Run the node: uvloop, the listener(s), signals, and ``--workers N``.
+
+* SIGHUP re-reads backend.yaml; a broken file is refused, logged, and the one in force is kept.
+* SIGTERM / SIGINT stop accepting connections, let in-flight requests and streams finish for up to
+  ``node.drainTimeout``, close every resource, and exit 0.
+* ``workers > 1`` starts that many worker processes bound to the same port with SO_REUSEPORT (the
+  kernel spreads connections over them). The supervisor decrypts the key once and hands it to each
+  worker on its stdin, never in argv or the environment; it forwards SIGHUP and SIGTERM to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from function_node.config.backends import BackendConfig
+from function_node.config.settings import Settings
+from function_node.errors import ConfigError
+from function_node.logs import get_logger
+from function_node.metrics import NodeMetrics
+from function_node.signing import LocalSigner
+
+__all__ = ["reload_backends", "run_node", "serve"]
+
+_BACKLOG: Final = 2048
+_SUPERVISOR_POLL_S: Final = 0.2
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency everywhere but Windows
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(main())
+
+
+def reload_backends(app: web.Application, path: Path) -> bool:
+    """Serve the backend.yaml at ``path`` from now on; False (logged, old kept) if it is refused."""
+    from function_node.config.loader import load_backends_file
+    from function_node.node.backends import BACKENDS
+
+    log = get_logger("fxn.node")
+    try:
+        config = load_backends_file(path)
+        app[BACKENDS].replace(config)
+    except ConfigError as exc:
+        log.error(
+            "backend.yaml refused on reload; the previous one stays in force",
+            path=str(path),
+            problems=[str(p) for p in exc.problems],
+        )
+        return False
+    log.info("backend.yaml reloaded", path=str(path), models=[m.name for m in config.models])
+    return True
+
+
+def _split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"metrics.listenAddress {address!r} must be host:port, e.g. 127.0.0.1:9100")
+    return host.strip("[]"), int(port)
+
+
+async def serve(
+    settings: Settings, backends: BackendConfig, signer: LocalSigner, home: Path, *, reuse_port: bool = False
+) -> None:
+    """Serve until SIGTERM/SIGINT, then drain and return."""
+    from function_node.config.home import backends_path
+    from function_node.node.app import create_app
+    from function_node.node.health import metrics_app
+
+    log = get_logger("fxn.node")
+    metrics = NodeMetrics()
+    app = create_app(settings, backends, signer, home, metrics=metrics)
+    runners: list[web.AppRunner] = []
+    runner = web.AppRunner(
+        app,
+        access_log=None,  # the observe middleware writes one line per request
+        handler_cancellation=True,  # a client that leaves cancels its handler, and so the upstream call
+        shutdown_timeout=settings.node.drain_timeout,
+        handle_signals=False,
+    )
+    await runner.setup()
+    runners.append(runner)
+    try:
+        host, port = settings.node.listen_address, settings.node.listen_port
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=_BACKLOG).start()
+        if settings.metrics.listen_address:
+            m_host, m_port = _split_host_port(settings.metrics.listen_address)
+            m_runner = web.AppRunner(metrics_app(metrics), access_log=None, handle_signals=False)
+            await m_runner.setup()
+            runners.append(m_runner)
+            await web.TCPSite(m_runner, m_host, m_port, reuse_port=reuse_port or None).start()
+        log.info(
+            "listening", url=f"http://{host}:{port}", metrics=settings.metrics.listen_address or "/metrics"
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reload_backends, app, backends_path(home))
+        await stop.wait()
+        log.info("stopping: draining in-flight requests", drain_timeout_s=settings.node.drain_timeout)
+    finally:
+        for r in reversed(runners):
+            await r.cleanup()
+    log.info("stopped")
+
+
+def run_node(settings: Settings, backends: BackendConfig, signer: LocalSigner, home: Path) -> int:
+    """Run the node in this process, or supervise ``node.workers`` worker processes. Returns the exit code."""
+    if settings.node.workers <= 1:
+        _run(lambda: serve(settings, backends, signer, home))
+        return 0
+    return _supervise(settings, signer, home)
+
+
+def _supervise(settings: Settings, signer: LocalSigner, home: Path) -> int:
+    log = get_logger("fxn.node")
+    argv = [sys.executable, "-m", "function_node.node.server", "--home", str(home)]
+    argv += ["--workers", str(settings.node.workers), "--port", str(settings.node.listen_port)]
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = stopping or signum in (signal.SIGTERM, signal.SIGINT)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for _ in range(settings.node.workers):
+        child = subprocess.Popen(argv, stdin=subprocess.PIPE)
+        children.append(child)
+        if child.stdin is not None:  # always, with stdin=PIPE
+            child.stdin.write(signer.private_key.hex().encode())
+            child.stdin.close()
+    log.info("workers started", workers=len(children), pids=[c.pid for c in children])
+    while any(c.poll() is None for c in children):
+        if not stopping and any(c.poll() not in (None, 0) for c in children):
+            log.error("a worker exited unexpectedly; stopping the others")
+            stopping = True
+            for child in children:
+                with contextlib.suppress(ProcessLookupError):
+                    child.send_signal(signal.SIGTERM)
+        time.sleep(_SUPERVISOR_POLL_S)
+    codes = [c.returncode for c in children]
+    log.info("workers stopped", exit_codes=codes)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def _worker_main() -> None:
+    """A worker process: key from stdin, config from the home directory, SO_REUSEPORT listener."""
+    import argparse
+
+    from function_node.config.loader import load_backends, load_settings
+    from function_node.logs import configure_logging
+
+    parser = argparse.ArgumentParser(prog="fxn-worker")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--workers", type=int, required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args()
+    signer = LocalSigner(bytes.fromhex(sys.stdin.read().strip()))
+    settings = load_settings(args.home)
+    node = settings.node.model_copy(update={"workers": args.workers, "listen_port": args.port})
+    settings = settings.model_copy(update={"node": node})
+    configure_logging(settings.logger.verbosity, settings.logger.format)
+    backends = load_backends(args.home)
+    _run(lambda: serve(settings, backends, signer, args.home, reuse_port=True))
+
+
+if __name__ == "__main__":
+    _worker_main()

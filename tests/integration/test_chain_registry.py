@@ -1,0 +1,270 @@
+"""Cached chain registries and the RPC client against a real anvil: sync, failover, outage, snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from function_node.chain.client import ChainClient, redact_url
+from function_node.config.settings import Settings
+from function_node.devnet.anvil import AnvilProcess
+from function_node.devnet.deploy import DEV_GATEWAY, DEV_PROVIDER, DEV_SCHEDULER, ProviderSpec
+from function_node.devnet.process import ManagedProcess, free_port
+from function_node.errors import ChainError, RegistryError
+from function_node.metrics import NodeMetrics
+from function_node.registry.directory import CallerRole
+from function_node.registry.factory import RegistrySet, open_registries
+from tests.fixtures.anvil import ChainNet
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(chain: ChainNet, *rpc: str, **registry: object) -> Settings:
+    doc: dict[str, object] = {
+        "rpcProvider": list(rpc) or [chain.rpc_url],
+        "registry": {
+            "routerSmartContractAddress": chain.deployment.router,
+            "gateway": {"pollInterval": "1h", "maxStaleness": "1h"},
+            "provider": {"pollInterval": "1h", "maxStaleness": "1h"},
+            "scheduler": {"pollInterval": "1h", "maxStaleness": "1h"},
+            **registry,
+        },
+    }
+    return Settings.model_validate(doc)
+
+
+def fetch_errors(metrics: NodeMetrics, name: str) -> float:
+    return metrics.registry.get_sample_value("fxn_registry_fetch_errors_total", {"registry": name}) or 0.0
+
+
+@pytest.fixture
+def dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+@pytest.fixture
+def silent_server(tmp_path: Path) -> Iterator[str]:
+    """A TCP server that accepts and never answers: the per-call timeout has to fire."""
+    port = free_port()
+    code = (
+        "import socket,time;s=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);"
+        f"s.bind(('127.0.0.1',{port}));s.listen(16);c=[]\n"
+        "while True: c.append(s.accept())"
+    )
+    import sys
+
+    with ManagedProcess("silent", [sys.executable, "-c", code], tmp_path / "silent.log", port=port):
+        yield f"http://127.0.0.1:{port}"
+
+
+async def test_factory_loads_the_chain_registries(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    regs = await open_registries(
+        settings_for(chain), fxn_home, metrics, node_address=DEV_PROVIDER.upper()[2:]
+    )
+    try:
+        await regs.start()
+        d = regs.directory
+        assert d.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert d.role_of(DEV_SCHEDULER) is CallerRole.SCHEDULER
+        assert d.role_of("0x" + "1" * 40) is None
+        assert d.ready()
+        assert {s.name: (s.source, s.entries) for s in d.statuses()} == {
+            "gateway": ("chain", 1),
+            "scheduler": ("chain", 1),
+            "provider": ("chain", 1),
+        }
+        assert metrics.registry.get_sample_value("fxn_registry_entries", {"registry": "provider"}) == 1
+        for name in ("gateway", "provider", "scheduler"):
+            assert (fxn_home / "registry-cache" / f"{name}.json").exists()
+    finally:
+        await regs.close()
+
+
+async def test_static_lists_sit_beside_the_chain(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    extra = "0x" + "e" * 40
+    settings = settings_for(chain, static={"gateways": [extra], "schedulers": []})
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        await regs.start()
+        assert regs.directory.role_of(extra) is CallerRole.GATEWAY
+        assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert [s.name for s in regs.directory.statuses()] == [
+            "gateway-static",
+            "gateway",
+            "scheduler",
+            "provider",
+        ]
+    finally:
+        await regs.close()
+
+
+async def test_own_registration_is_logged_with_mismatch_warnings(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    regs = await open_registries(
+        settings_for(chain), fxn_home, metrics, node_address=DEV_PROVIDER, model_ids=["2", "3"]
+    )
+    try:
+        with capture_logs() as logs:
+            await regs.start()
+    finally:
+        await regs.close()
+    assert regs.registration is not None and regs.registration.active_model_ids == ["2"]
+    active = [e for e in logs if e["event"] == "this node is an active provider"]
+    assert active and active[0]["model_ids"] == ["2"]
+    missing = [e for e in logs if e["event"].startswith("backend.yaml serves fxnId")]
+    assert missing and missing[0]["fxn_ids"] == ["3"] and missing[0]["log_level"] == "warning"
+
+
+async def test_unregistered_node_gets_a_warning(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    regs = await open_registries(settings_for(chain), fxn_home, metrics, node_address=DEV_GATEWAY)
+    try:
+        with capture_logs() as logs:
+            await regs.start()
+    finally:
+        await regs.close()
+    assert any(e["event"].startswith("this node's address is not an active provider") for e in logs)
+
+
+async def test_pause_is_seen_on_the_next_refresh(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    regs = await open_registries(settings_for(chain), fxn_home, metrics)
+    try:
+        await regs.start()
+        gateway = regs.chain_registry("gateway")
+        assert gateway is not None and gateway.contains(DEV_GATEWAY)
+        chain.admin.set_gateway_paused(DEV_GATEWAY, True)
+        assert await gateway.refresh()
+        assert not gateway.contains(DEV_GATEWAY)
+        assert regs.directory.role_of(DEV_GATEWAY) is None
+    finally:
+        await regs.close()
+
+
+async def test_rpc_outage_keeps_data_counts_errors_and_snapshot_survives_restart(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    settings = settings_for(chain)
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        await regs.start()
+        chain.anvil.stop()
+        gateway = regs.chain_registry("gateway")
+        assert gateway is not None
+        assert not await gateway.refresh()
+        assert fetch_errors(metrics, "gateway") == 1
+        assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert "failed on every RPC URL" in gateway.status().error
+    finally:
+        await regs.close()
+
+    # A node started while the RPC is still down: snapshots make its callers known.
+    restarted_metrics = NodeMetrics()
+    again = await open_registries(settings, fxn_home, restarted_metrics)
+    try:
+        await again.start()
+        assert again.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert again.directory.role_of(DEV_SCHEDULER) is CallerRole.SCHEDULER
+        assert again.directory.ready()
+        assert fetch_errors(restarted_metrics, "gateway") >= 1
+    finally:
+        await again.close()
+
+
+async def test_no_snapshot_and_no_rpc_fails_closed(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    settings = settings_for(chain)
+    chain.anvil.stop()
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        with capture_logs() as logs:
+            await regs.start()
+        assert not regs.directory.ready()
+        with pytest.raises(RegistryError, match=r"registry unavailable: .*gateway \(not loaded\)"):
+            regs.directory.role_of(DEV_GATEWAY)
+    finally:
+        await regs.close()
+    assert not any(e["event"] == "this node is an active provider" for e in logs)
+
+
+async def test_second_rpc_url_is_used_when_the_first_is_dead(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics, dead_url: str
+) -> None:
+    regs: RegistrySet = await open_registries(settings_for(chain, dead_url, chain.rpc_url), fxn_home, metrics)
+    try:
+        await regs.start()
+        assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert regs.client is not None and regs.client.current_url == chain.rpc_url
+        assert fetch_errors(metrics, "gateway") == 0
+    finally:
+        await regs.close()
+
+
+async def test_client_failover_and_the_error_naming_every_url(chain: ChainNet, dead_url: str) -> None:
+    async with ChainClient([dead_url, chain.rpc_url], retries=0) as client:
+        assert await client.chain_id() == 31337
+        assert client.current_url == chain.rpc_url
+        assert await client.block_number() > 0  # the dead URL is skipped now
+    other_dead = f"http://127.0.0.1:{free_port()}"
+    async with ChainClient([dead_url, other_dead], retries=1, backoff=0.01) as client:
+        with pytest.raises(ChainError) as info:
+            await client.chain_id()
+    message = str(info.value)
+    assert message.startswith("eth_chainId failed on every RPC URL after 2 round(s): ")
+    assert dead_url in message and other_dead in message
+
+
+async def test_client_per_call_timeout(silent_server: str, chain: ChainNet) -> None:
+    async with ChainClient([silent_server], timeout=0.3, retries=0) as client:
+        with pytest.raises(ChainError, match=f"{silent_server}: timed out"):
+            await client.block_number()
+    async with ChainClient([silent_server, chain.rpc_url], timeout=0.3, retries=0) as client:
+        assert await client.chain_id() == 31337
+
+
+async def test_chain_registry_recovers_when_rpc_comes_back(
+    tmp_path: Path, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    """anvil with a state file: stopped (outage) and restarted on the same port with the same chain."""
+    from function_node.devnet.deploy import deploy_network
+
+    port = free_port()
+    state = tmp_path / "state.json"
+    first = AnvilProcess(tmp_path / "anvil1.log", port=port, state_file=state)
+    first.start()
+    try:
+        deployment = deploy_network(first.rpc_url, providers=[ProviderSpec(DEV_PROVIDER, 2)])
+    finally:
+        first.stop()
+    settings = Settings.model_validate(
+        {"rpcProvider": first.rpc_url, "registry": {"routerSmartContractAddress": deployment.router}}
+    )
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        await regs.start()  # RPC down, nothing cached: not loaded
+        assert not regs.directory.ready()
+        with AnvilProcess(tmp_path / "anvil2.log", port=port, state_file=state):
+            for registry in regs.chain:
+                assert await registry.refresh()
+            assert regs.directory.ready()
+            assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+    finally:
+        await regs.close()
+
+
+def test_redact_url_hides_keys() -> None:
+    assert redact_url("https://user:pw@mainnet.infura.io/v3/0123456789abcdef0123?x=1") == (
+        "https://mainnet.infura.io/v3/***"
+    )
+    assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"

@@ -1,0 +1,119 @@
+"""The Redis nonce store against a real redis-server on a loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from function_node.client import FxnSigner
+from function_node.devnet.redis_server import RedisServer
+from function_node.errors import NonceStoreError
+from function_node.metrics import NodeMetrics
+from function_node.node.nonces import RedisNonceStore
+from function_node.signing import LocalSigner
+from tests.fixtures.auth import ClientFactory, make_context
+
+pytestmark = pytest.mark.integration
+
+ADDR = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+BODY = b'{"model":"m"}'
+
+
+async def post(client: TestClient[web.Request, web.Application], headers: dict[str, str]) -> tuple[int, str]:
+    async with client.post("/v1/echo", data=BODY, headers=headers) as resp:
+        payload = await resp.json()
+        return resp.status, payload["error"]["code"] if "error" in payload else ""
+
+
+async def test_200_concurrent_claims_across_two_clients_exactly_one_wins(redis_server: RedisServer) -> None:
+    replicas = [RedisNonceStore(redis_server.url, ttl=60.0) for _ in range(2)]
+    try:
+        results = await asyncio.gather(*(replicas[i % 2].claim(ADDR, "same") for i in range(200)))
+        assert results.count(True) == 1
+        assert await replicas[0].claim(ADDR, "other") is True
+    finally:
+        for store in replicas:
+            await store.close()
+
+
+async def test_claim_sets_one_key_with_the_ttl(redis_server: RedisServer) -> None:
+    store = RedisNonceStore(redis_server.url, ttl=30.0, key_prefix="test:")
+    raw = Redis.from_url(redis_server.url)
+    try:
+        assert await store.claim(ADDR.upper().replace("0X", "0x"), "n-1") is True
+        assert await raw.keys("*") == [f"test:{ADDR}:n-1".encode()]
+        pttl = await raw.pttl(f"test:{ADDR}:n-1")
+        assert 0 < pttl <= 30_000
+    finally:
+        await raw.aclose()
+        await store.close()
+
+
+async def test_expired_nonce_can_be_claimed_again(redis_server: RedisServer) -> None:
+    store = RedisNonceStore(redis_server.url, ttl=0.05)
+    try:
+        assert await store.claim(ADDR, "short") is True
+        assert await store.claim(ADDR, "short") is False
+        for _ in range(200):  # Redis expires the key on its own clock; poll instead of a fixed sleep
+            await asyncio.sleep(0.02)
+            if await store.claim(ADDR, "short"):
+                break
+        else:
+            pytest.fail("the nonce never expired")
+    finally:
+        await store.close()
+
+
+async def test_redis_down_fails_closed_and_recovers_without_restart(
+    redis_server: RedisServer,
+    auth_client_factory: ClientFactory,
+    node_signer: LocalSigner,
+    gateway_signer: LocalSigner,
+    metrics: NodeMetrics,
+) -> None:
+    store = RedisNonceStore(redis_server.url, ttl=60.0)
+    ctx = make_context(node_signer, metrics, gateways=[gateway_signer.address], schedulers=[], nonces=store)
+    client = await auth_client_factory(ctx)
+    signer = FxnSigner(gateway_signer)
+
+    first = signer.headers("POST", "/v1/echo", BODY)
+    assert await post(client, first) == (200, "")
+    assert await post(client, first) == (401, "replayed_nonce")
+
+    redis_server.stop()
+    assert await post(client, signer.headers("POST", "/v1/echo", BODY)) == (503, "nonce_store_unavailable")
+    with pytest.raises(NonceStoreError, match=str(redis_server.port)):
+        await store.claim(ADDR, "while-down")
+    assert metrics.registry.get_sample_value("fxn_nonce_store_errors_total") == 1
+
+    redis_server.start()  # same port, empty (nothing persisted)
+    assert await post(client, signer.headers("POST", "/v1/echo", BODY)) == (200, "")
+    assert await post(client, signer.headers("POST", "/v1/echo", BODY)) == (200, "")
+
+
+async def test_two_apps_sharing_redis_refuse_each_others_replays(
+    redis_server: RedisServer,
+    auth_client_factory: ClientFactory,
+    node_signer: LocalSigner,
+    gateway_signer: LocalSigner,
+    metrics: NodeMetrics,
+) -> None:
+    clients = [
+        await auth_client_factory(
+            make_context(
+                node_signer,
+                metrics,
+                gateways=[gateway_signer.address],
+                schedulers=[],
+                nonces=RedisNonceStore(redis_server.url, ttl=60.0),
+            )
+        )
+        for _ in range(2)
+    ]
+    headers = FxnSigner(gateway_signer).headers("POST", "/v1/echo", BODY)
+    assert await post(clients[0], headers) == (200, "")
+    assert await post(clients[1], headers) == (401, "replayed_nonce")
