@@ -1,8 +1,12 @@
-"""Replays across real node processes (``fxn start``) that share one real redis-server."""
+"""Replays across real node processes (``fxn start``) sharing a real redis-server; ``fxn request``."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,9 +14,10 @@ import pytest
 
 from function_node.client import FxnSigner, verify_response_signature
 from function_node.devnet.redis_server import RedisServer
+from function_node.keys import write_plaintext
 from function_node.signing import LocalSigner
 from tests.fixtures.common import DEV_KEYS
-from tests.fixtures.node import NodeProcess, model_doc
+from tests.fixtures.node import FXN, NodeProcess, model_doc
 
 pytestmark = pytest.mark.integration
 
@@ -79,3 +84,36 @@ def test_without_a_shared_store_v2_still_stops_replay_to_another_node(
     v2 = FxnSigner(GATEWAY).headers("GET", "/v1/models", b"", a.signer.address)
     assert get_models(a, v2)[:2] == (200, "")
     assert get_models(b, v2)[:2] == (401, "bad_signature")
+
+
+def test_fxn_request_signs_v2_for_whichever_node_it_asks(
+    node_factory: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    a, b = start_pair(node_factory, None, (NODE_A_KEY, NODE_B_KEY))
+    key = tmp_path / "gateway.json"
+    write_plaintext(key, GATEWAY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FXN_")}
+    for node in (a, b):
+        done = subprocess.run(
+            [
+                FXN,
+                "--home",
+                str(tmp_path / "cli-home"),
+                "request",
+                "/v1/models",
+                "--node",
+                node.url,
+                "--key",
+                str(key),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["object"] == "list"
+        assert done.stderr == (
+            f"response signature: valid (node {node.signer.address}, address from its /health)\n"
+        )

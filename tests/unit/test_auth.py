@@ -143,6 +143,13 @@ async def test_unprotected_paths_pass_without_headers(client: Client) -> None:
         assert "X-Fxn-Node" not in resp.headers
 
 
+@pytest.mark.parametrize("path", ["/v1", "/challenge/x", "/v2/echo", "/health/v1/"])
+async def test_only_v1_subpaths_and_challenge_are_protected(client: Client, path: str) -> None:
+    async with client.get(path) as resp:
+        assert resp.status == 404  # the router's answer: the middleware let it through untouched
+        assert "X-Fxn-Node" not in resp.headers
+
+
 async def test_handler_http_exception_and_api_error_are_signed(
     client: Client, gateway_signer: LocalSigner, node_signer: LocalSigner
 ) -> None:
@@ -241,13 +248,13 @@ async def test_gateway_on_challenge_is_forbidden(client: Client, gateway_signer:
     assert (status, code_of(payload)) == (403, "forbidden_route")
 
 
-@pytest.mark.parametrize("offset", [-301, 301, -10_000_000])
+@pytest.mark.parametrize("offset", [-400, 400, -10_000_000])  # margins: no timing assumption
 async def test_stale_timestamp(client: Client, gateway_signer: LocalSigner, offset: int) -> None:
     status, payload, _, _ = await send(client, gateway_signer, timestamp=int(time.time()) + offset)
     assert (status, code_of(payload)) == (401, "stale_timestamp")
 
 
-@pytest.mark.parametrize("offset", [-290, 290])
+@pytest.mark.parametrize("offset", [-200, 200])
 async def test_timestamp_within_skew_is_accepted(
     client: Client, gateway_signer: LocalSigner, offset: int
 ) -> None:

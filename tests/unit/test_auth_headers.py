@@ -5,20 +5,21 @@ from __future__ import annotations
 import string
 import time
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from function_node.client import FxnSigner
-from function_node.errors import AuthError
+from function_node.errors import AuthError, SigningError
 from function_node.metrics import NodeMetrics
 from function_node.node.auth_checks import (
     AuthHeaders,
     is_wellformed_signature,
     parse_auth_headers,
 )
-from function_node.signing import LocalSigner
+from function_node.signing import LocalSigner, normalize_address, parse_signature
 from tests.fixtures.auth import build_auth_app, make_context
 from tests.fixtures.common import DEV_KEYS
 
@@ -139,3 +140,22 @@ async def test_malformed_headers_through_the_server_never_give_500(name: str, va
             "unknown_caller",
             "stale_timestamp",
         )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "0x1_" + "a" * 38,  # int(x, 16) takes "_" between digits
+        "0x +" + "a" * 37,
+        "0x" + "a" * 39 + "\u0661",
+    ],
+)
+def test_shared_normalize_address_refuses_lenient_spellings(value: str) -> None:
+    with pytest.raises(SigningError):
+        normalize_address(value)
+
+
+def test_shared_parse_signature_refuses_hex_with_inner_spaces() -> None:
+    # 130 characters, but bytes.fromhex skips the spaces and yields 64 bytes.
+    with pytest.raises(SigningError):
+        parse_signature("ab" * 63 + "  1b")

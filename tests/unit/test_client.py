@@ -79,7 +79,7 @@ def test_default_nonce_is_random_hex_and_timestamp_is_now(gateway_signer: LocalS
     assert first["X-Nonce"] != second["X-Nonce"]
     assert len(first["X-Nonce"]) == 32
     int(first["X-Nonce"], 16)
-    assert abs(int(first["X-Timestamp"]) - time.time()) < 5
+    assert abs(int(first["X-Timestamp"]) - time.time()) < 60  # "now", not a speed check
 
 
 def test_signer_from_hex_and_never_shows_the_key(gateway_signer: LocalSigner) -> None:

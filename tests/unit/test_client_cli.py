@@ -19,12 +19,12 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
 
 from function_node.devnet.process import free_port
-from function_node.keys import write_plaintext
+from function_node.keys import write_keystore, write_plaintext
 from function_node.metrics import NodeMetrics
 from function_node.signing import LocalSigner
 from tests.fixtures.auth import build_auth_app, make_context
 from tests.fixtures.common import DEV_KEYS
-from tests.fixtures.foundation import FxnCli
+from tests.fixtures.foundation import TEST_PASSWORD, FxnCli
 
 GATEWAY = LocalSigner.from_hex(DEV_KEYS[0])
 NODE = LocalSigner.from_hex(DEV_KEYS[2])
@@ -170,3 +170,19 @@ def test_tampered_answer_fails_the_signature_check(fxn_cli: FxnCli, gateway_key:
         assert result.stderr == (
             f"error: X-Fxn-Response-Signature does not verify for node {NODE.address!r}\n"
         )
+
+
+def test_keystore_key_with_password_from_the_environment(
+    fxn_cli: FxnCli, node: ThreadedNode, tmp_path: Path
+) -> None:
+    key = tmp_path / "gateway-keystore.json"
+    write_keystore(key, GATEWAY, TEST_PASSWORD, scrypt_n=4096)
+    result = fxn_cli(
+        "request", "/v1/echo", "--node", node.url, "--key", str(key), env={"FXN_KEY_PASSWORD": TEST_PASSWORD}
+    )
+    assert result.code == 0, result.stderr
+    assert orjson.loads(result.stdout)["address"] == GATEWAY.address.lower()
+    wrong = fxn_cli(
+        "request", "/v1/echo", "--node", node.url, "--key", str(key), env={"FXN_KEY_PASSWORD": "no"}
+    )
+    assert (wrong.code, wrong.stderr) == (2, f"error: wrong password for key file {key}\n")

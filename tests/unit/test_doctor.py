@@ -178,3 +178,126 @@ def test_cli_refuses_an_unknown_skip(fxn_cli: FxnCli) -> None:
     result = fxn_cli("doctor", "--skip", "nonsense")
     assert result.code == 2
     assert "--skip nonsense: no such check" in result.stderr
+
+
+@pytest.mark.integration
+async def test_registries_and_own_registration_on_a_real_chain(fxn_home: Path, tmp_path: Path) -> None:
+    import asyncio
+
+    from function_node.devnet.deploy import ProviderSpec, deploy_network
+    from function_node.devnet.homes import write_node_home
+
+    node = LocalSigner.from_hex(DEV_KEYS[2])
+    anvil = AnvilProcess(tmp_path / "anvil.log")
+    anvil.start()
+    try:
+        deployment = await asyncio.to_thread(
+            deploy_network, anvil.rpc_url, providers=[ProviderSpec(owner=node.address.lower(), model_id=7)]
+        )
+        home = write_node_home(
+            fxn_home / "registered",
+            port=free_port(),
+            rpc_url=anvil.rpc_url,
+            router=deployment.router,
+            model="dev",
+            fxn_id=7,
+            backend_url="http://127.0.0.1:9",
+        )
+        findings = await run(home.path, "config", "key", "rpc", "clock", "registries", "registration")
+        registries = [f.message for f in by_check(findings, "registries")]
+        assert registries == ["gateway registry: 1 active entries", "provider registry: 1 active entries"]
+        [registration] = by_check(findings, "registration")
+        assert (registration.status, registration.message) == (
+            Status.OK,
+            f"{node.address} is an active provider for model ids [7]",
+        )
+        # The same network seen from a node whose key is not registered.
+        write_plaintext(home.path / "nodekey.json.other", LocalSigner.from_hex(DEV_KEYS[4]))
+        (home.path / "nodekey.json").unlink()
+        (home.path / "nodekey.json.other").rename(home.path / "nodekey.json")
+        findings = await run(home.path, "config", "key", "rpc", "registries", "registration")
+        [registration] = by_check(findings, "registration")
+        assert registration.status is Status.WARN
+        assert (
+            registration.message == f"{LocalSigner.from_hex(DEV_KEYS[4]).address} is not an active provider"
+        )
+        assert registration.hint.startswith("register this address in the network's provider registry")
+    finally:
+        anvil.stop()
+
+
+@pytest.mark.integration
+async def test_a_wrong_router_address_fails_with_a_hint(fxn_home: Path, tmp_path: Path) -> None:
+    anvil = AnvilProcess(tmp_path / "anvil.log")
+    anvil.start()
+    try:
+        home = make_home(fxn_home, rpc=anvil.rpc_url)
+        config = (home / "config.yaml").read_text()
+        (home / "config.yaml").write_text(config + f'  routerSmartContractAddress: "0x{"12" * 20}"\n')
+        findings = await run(home, "config", "rpc", "registries")
+    finally:
+        anvil.stop()
+    failures = by_check(findings, "registries")
+    assert [f.status for f in failures] == [Status.FAIL, Status.FAIL]
+    assert failures[0].message.startswith(
+        "the gateway registry could not be read: gatewayRegistry(): no contract"
+    )
+    assert (
+        failures[0].hint
+        == "check registry.routerSmartContractAddress and that rpcProvider is the right chain"
+    )
+
+
+async def test_a_registry_snapshot_past_max_staleness_fails(fxn_home: Path) -> None:
+    import time
+
+    import orjson
+
+    from function_node.config.settings import Settings
+    from function_node.doctor.remote import _snapshot_freshness
+
+    cache = fxn_home / "registry-cache"
+    cache.mkdir()
+    now = time.time()
+    (cache / "gateway.json").write_bytes(orjson.dumps({"format": 1, "fetchedAt": now - 7200, "entries": []}))
+    (cache / "provider.json").write_bytes(orjson.dumps({"format": 1, "fetchedAt": now - 10, "entries": []}))
+    (cache / "scheduler.json").write_text("{broken")
+    ctx = DoctorContext(home=fxn_home, settings=Settings())  # maxStaleness defaults to 1h
+    gateway, provider, scheduler = _snapshot_freshness(ctx)
+    assert gateway.status is Status.FAIL
+    assert gateway.message.startswith("the node's cached gateway registry is 720")
+    assert gateway.message.endswith("past maxStaleness (3600s): a running node refuses those callers")
+    assert gateway.hint.startswith("make the RPC reachable")
+    assert provider.status is Status.OK
+    assert (scheduler.status, scheduler.message) == (Status.WARN, f"{cache / 'scheduler.json'} is unreadable")
+
+
+async def test_fake_nvidia_inventory_without_cuda_torch_fails_the_matrix_check(fxn_home: Path) -> None:
+    """FAKED: the gpu check's finding (an NVIDIA GPU listed); this machine's torch really has no CUDA."""
+    from function_node.challenges.matmul.compute import cuda_available
+
+    if cuda_available():
+        pytest.skip("this machine has CUDA: the GPU test below covers it")
+    ctx = DoctorContext(home=fxn_home, matrix_size=64)
+    ctx.notes["nvidia_gpu"] = True
+    [finding] = await check_matrix(ctx)
+    assert (finding.status, finding.message) == (
+        Status.FAIL,
+        "an NVIDIA GPU is present but torch cannot use it",
+    )
+    assert finding.hint.startswith('install the CUDA build of torch (pip install "function-node[cuda]")')
+
+
+@pytest.mark.gpu
+async def test_gpu_inventory_and_cuda_proof(fxn_home: Path) -> None:
+    from function_node.challenges.matmul.compute import cuda_available
+    from function_node.doctor.local import check_gpu
+
+    if not cuda_available():
+        pytest.skip("no CUDA device")
+    ctx = DoctorContext(home=fxn_home, matrix_size=1024)
+    gpus = await check_gpu(ctx)
+    assert gpus and all(f.status is Status.OK for f in gpus)
+    labels = [f.message for f in await check_matrix(ctx)]
+    assert any("(CPU) computed and verified" in m for m in labels)
+    assert any("(CUDA) computed and verified" in m for m in labels)

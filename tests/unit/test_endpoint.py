@@ -117,6 +117,7 @@ REFUSED = "URL refused: it is neither a configured backend nor under challenge.e
             "URL refused: percent-encoded dots or slashes and backslashes are not accepted",
         ),
         ("/tools?x=1", "URL refused: URLs with a query or fragment are not accepted"),
+        ("/tools/x\r\nHost: evil", "URL refused: URLs with spaces or control characters are not accepted"),
         ("http://169.254.169.254/latest/meta-data", REFUSED),
         ("http://user:pw@127.0.0.1/", "URL refused: URLs with user info are not accepted"),
         ("file:///etc/passwd", "URL refused: only http:// and https:// URLs with a host can be probed"),

@@ -36,7 +36,7 @@ def _fault_models(url: str, **extra: object) -> list[dict[str, object]]:
     return docs
 
 
-async def test_chat_relayed_byte_for_byte(proxy_client: ProxyClient, fake_backend: FakeBackend) -> None:
+async def test_chat_relayed_byte_for_byte(fake_backend: FakeBackend, proxy_client: ProxyClient) -> None:
     client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
     body = b'{"model":"dev","messages":[{"role":"user","content":"hi"}],  "max_tokens":3}'
     resp = await client.post(
@@ -69,7 +69,7 @@ async def test_chat_relayed_byte_for_byte(proxy_client: ProxyClient, fake_backen
 
 
 async def test_upstream_model_rewritten_and_credentials_added(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, monkeypatch: pytest.MonkeyPatch
+    fake_backend: FakeBackend, proxy_client: ProxyClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TEST_UPSTREAM_KEY", "sk-upstream")
     doc = model_doc("public-name", [], upstreamModel="internal/name")
@@ -83,7 +83,7 @@ async def test_upstream_model_rewritten_and_credentials_added(
     assert {k.lower(): v for k, v in seen.headers.items()}["authorization"] == "Bearer sk-upstream"
 
 
-async def test_completions_and_embeddings(proxy_client: ProxyClient, fake_backend: FakeBackend) -> None:
+async def test_completions_and_embeddings(fake_backend: FakeBackend, proxy_client: ProxyClient) -> None:
     client = await proxy_client(backend_config(model_doc("dev", [fake_backend.url])))
     resp = await client.post(
         "/v1/completions", data=orjson.dumps({"model": "dev", "prompt": "x", "max_tokens": 2})
@@ -109,7 +109,7 @@ async def test_completions_and_embeddings(proxy_client: ProxyClient, fake_backen
     ],
 )
 async def test_request_errors(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, body: bytes, status: int, code: str
+    fake_backend: FakeBackend, proxy_client: ProxyClient, body: bytes, status: int, code: str
 ) -> None:
     client = await proxy_client(backend_config(model_doc("dev", [fake_backend.url])))
     resp = await client.post("/v1/chat/completions", data=body)
@@ -121,7 +121,7 @@ async def test_request_errors(
 
 
 async def test_backend_500_relayed_as_is(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, metrics: NodeMetrics
+    fake_backend: FakeBackend, proxy_client: ProxyClient, metrics: NodeMetrics
 ) -> None:
     client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
     resp = await client.post("/v1/chat/completions", data=orjson.dumps({**CHAT, "model": STATUS_500}))
@@ -139,7 +139,7 @@ async def test_backend_500_relayed_as_is(
 @pytest.mark.parametrize("model", [HANG_BEFORE_HEADERS, HANG_AFTER_HEADERS])
 @pytest.mark.parametrize("stream", [False, True])
 async def test_first_byte_timeout_is_504(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, metrics: NodeMetrics, model: str, stream: bool
+    fake_backend: FakeBackend, proxy_client: ProxyClient, metrics: NodeMetrics, model: str, stream: bool
 ) -> None:
     client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
     resp = await client.post(
@@ -159,7 +159,7 @@ async def test_first_byte_timeout_is_504(
     )
 
 
-async def test_sse_relayed_and_ends_with_done(proxy_client: ProxyClient, fake_backend: FakeBackend) -> None:
+async def test_sse_relayed_and_ends_with_done(fake_backend: FakeBackend, proxy_client: ProxyClient) -> None:
     client = await proxy_client(backend_config(model_doc("dev", [fake_backend.url])))
     resp = await client.post("/v1/chat/completions", data=orjson.dumps({**CHAT, "stream": True}))
     assert resp.status == 200
@@ -173,7 +173,7 @@ async def test_sse_relayed_and_ends_with_done(proxy_client: ProxyClient, fake_ba
 
 
 async def test_die_midstream_ends_with_error_event(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, metrics: NodeMetrics
+    fake_backend: FakeBackend, proxy_client: ProxyClient, metrics: NodeMetrics
 ) -> None:
     client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
     resp = await client.post(
@@ -196,7 +196,7 @@ async def test_die_midstream_ends_with_error_event(
 
 
 async def test_client_disconnect_cancels_upstream(
-    proxy_client: ProxyClient, fake_backend: FakeBackend
+    fake_backend: FakeBackend, proxy_client: ProxyClient
 ) -> None:
     client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
     body = orjson.dumps({**CHAT, "model": SLOW_STREAM, "stream": True, "max_tokens": 200})
@@ -209,12 +209,13 @@ async def test_client_disconnect_cancels_upstream(
 
 
 async def test_failover_to_second_backend(
-    proxy_client: ProxyClient, fake_backend: FakeBackend, metrics: NodeMetrics
+    fake_backend: FakeBackend, proxy_client: ProxyClient, metrics: NodeMetrics
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     doc = model_doc("dev", [])
     # The dead backend weighs more, so it is chosen first.
     doc["backends"] = [{"url": dead, "weight": 5}, {"url": fake_backend.url, "weight": 1}]
+    doc["healthCheck"] = {"enabled": False}  # the request, not a health check, must find it dead
     client = await proxy_client(backend_config(doc))
     resp = await client.post("/v1/chat/completions", data=orjson.dumps(CHAT))
     assert resp.status == 200
@@ -231,7 +232,7 @@ async def test_failover_to_second_backend(
 
 async def test_all_unreachable_is_502_then_503(proxy_client: ProxyClient) -> None:
     dead = [f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"]
-    client = await proxy_client(backend_config(model_doc("dev", dead)))
+    client = await proxy_client(backend_config(model_doc("dev", dead, healthCheck={"enabled": False})))
     resp = await client.post("/v1/chat/completions", data=orjson.dumps(CHAT))
     assert resp.status == 502
     assert (await resp.json())["error"]["code"] == "backend_unreachable"
@@ -243,7 +244,7 @@ async def test_all_unreachable_is_502_then_503(proxy_client: ProxyClient) -> Non
     assert (await resp.json())["ready"] is False
 
 
-async def test_max_concurrency_full_is_429(proxy_client: ProxyClient, fake_backend: FakeBackend) -> None:
+async def test_max_concurrency_full_is_429(fake_backend: FakeBackend, proxy_client: ProxyClient) -> None:
     doc = model_doc(SLOW_STREAM, [])
     doc["backends"] = [{"url": fake_backend.url, "maxConcurrency": 1}]
     client = await proxy_client(backend_config(doc))

@@ -270,3 +270,12 @@ def test_stream_error_event_fails() -> None:
 
 def test_stream_non_json_event_fails() -> None:
     assert summarize_stream([StreamEvent(0.1, "not json")]).reason == REASON_STREAM_ERROR
+
+
+def test_stream_with_odd_choices_counts_no_tokens() -> None:
+    events = [
+        StreamEvent(0.1, '{"choices": 5}'),
+        StreamEvent(0.2, '{"choices": {"a": 1}}'),
+        StreamEvent(0.3, "[DONE]"),
+    ]
+    assert summarize_stream(events).reason == REASON_NO_TOKENS

@@ -216,3 +216,142 @@ async def test_scheduler_not_admitted_by_the_node_gets_http_401(
     identity = next(r for r in probe.results if r.check == "identity")
     assert (identity.ok, identity.reason) == (False, "http_401")
     assert identity.detail.startswith("unknown_caller: ")
+
+
+async def test_serve_exports_metrics_while_running_and_stops_on_request(
+    tmp_path: Path, tampered_node: str, scheduler_signer: LocalSigner
+) -> None:
+    import asyncio
+
+    from function_node.scheduler.service import serve
+
+    port = free_port()
+    config = SchedulerConfig.model_validate(
+        {
+            "nodes": [{"url": tampered_node}],
+            "interval": "1h",
+            "matmul": {"size": 64, "rows": 8},
+            "metrics": {"listenAddress": f"127.0.0.1:{port}"},
+        }
+    ).with_base_dir(tmp_path)
+    stop, first_round = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(
+        serve(config, scheduler_signer, stop=stop, on_round=lambda *_: first_round.set())
+    )
+    await asyncio.wait_for(first_round.wait(), timeout=60)
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/metrics") as resp:
+        text = await resp.text()
+    stop.set()
+    assert await asyncio.wait_for(task, timeout=30) == []  # rounds=None keeps no reports
+    assert resp.status == 200
+    assert f'fxn_scheduler_node_up{{node="{tampered_node}"}} 0.0' in text
+    assert 'fxn_scheduler_checks_total{check="matmul",outcome="fail",reason="proof_invalid"} 1.0' in text
+    with SchedulerStore(config.database_path) as store:  # the round outlived the process's memory
+        assert [r.check for r in store.results() if not r.ok] == ["matmul"]
+
+
+async def test_nodes_come_from_provider_metadata_on_chain(
+    tmp_path: Path, tampered_node: str, scheduler_signer: LocalSigner, node_signer: LocalSigner
+) -> None:
+    """Active providers with a URL are probed (IDENTITY must prove the registered owner); paused ones,
+    excluded owners and metadata without a URL are not."""
+    import asyncio
+
+    from function_node.devnet.anvil import AnvilProcess
+    from function_node.devnet.deploy import DEV_DEPLOYER_KEY, ProviderSpec, RegistryAdmin, deploy_network
+    from function_node.scheduler.service import registry_node_source
+
+    paused = ProviderSpec(
+        owner=node_signer.address.lower(), model_id=1, metadata="http://127.0.0.1:9", id=b"p"
+    )
+    excluded_owner = LocalSigner.from_hex(DEV_KEYS[3]).address.lower()
+    providers = [
+        ProviderSpec(owner=node_signer.address.lower(), model_id=1, metadata=f'{{"url": "{tampered_node}"}}'),
+        paused,
+        ProviderSpec(owner=excluded_owner, model_id=1, metadata="http://127.0.0.1:10"),
+        ProviderSpec(owner=LocalSigner.from_hex(DEV_KEYS[4]).address.lower(), model_id=1, metadata="no url"),
+    ]
+    anvil = AnvilProcess(tmp_path / "anvil.log")
+    anvil.start()
+    try:
+        deployment = await asyncio.to_thread(deploy_network, anvil.rpc_url, providers=providers)
+        admin = RegistryAdmin(anvil.rpc_url, DEV_DEPLOYER_KEY, deployment)
+        try:
+            await asyncio.to_thread(admin.set_provider_paused, paused.entry_id(), True)
+        finally:
+            admin.close()
+        config = SchedulerConfig.model_validate(
+            {
+                "providerRegistry": {
+                    "rpcProvider": anvil.rpc_url,
+                    "routerSmartContractAddress": deployment.router,
+                },
+                "exclude": [excluded_owner],
+                "matmul": {"size": 64, "rows": 4},
+            }
+        ).with_base_dir(tmp_path)
+        targets = await registry_node_source(config)()
+        with SchedulerStore(config.database_path) as store:
+            async with aiohttp.ClientSession() as session:
+                report = await Scheduler(
+                    config,
+                    signer=FxnSigner(scheduler_signer),
+                    store=store,
+                    metrics=SchedulerMetrics(CollectorRegistry()),
+                    verifier=matmul_verifier(),
+                    session=session,
+                    nodes=registry_node_source(config),
+                ).run_round()
+    finally:
+        anvil.stop()
+    assert sorted(t.url for t in targets) == sorted([tampered_node, "http://127.0.0.1:10"])
+    [probe] = report.nodes  # the excluded owner's node is dropped by the round
+    assert probe.node_url == tampered_node
+    assert verdicts(report)["identity"] == (True, "")  # proved it is the registered owner
+
+
+async def test_a_node_naming_no_valid_address_is_malformed(
+    tmp_path: Path, scheduler_signer: LocalSigner
+) -> None:
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "address": "not-an-address"})
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        report = await one_round(
+            scheduler_config(tmp_path, [{"url": f"http://127.0.0.1:{port}"}]),
+            scheduler_signer,
+            CollectorRegistry(),
+        )
+    finally:
+        await runner.cleanup()
+    assert verdicts(report)["reachable"] == (False, "malformed_answer")
+    assert verdicts(report)["matmul"] == (False, "skipped")
+
+
+async def test_an_unforeseen_error_fails_that_node_only(
+    tmp_path: Path, tampered_node: str, scheduler_signer: LocalSigner
+) -> None:
+    def broken_verifier(*_: object) -> str | None:
+        raise RuntimeError("verifier bug")
+
+    config = scheduler_config(tmp_path, [{"url": tampered_node}, {"url": f"http://127.0.0.1:{free_port()}"}])
+    with SchedulerStore(config.database_path) as store:
+        async with aiohttp.ClientSession() as session:
+            report = await Scheduler(
+                config,
+                signer=FxnSigner(scheduler_signer),
+                store=store,
+                metrics=SchedulerMetrics(CollectorRegistry()),
+                verifier=broken_verifier,
+                session=session,
+            ).run_round()
+    by_url = {p.node_url: {r.check: (r.ok, r.reason, r.detail) for r in p.results} for p in report.nodes}
+    assert by_url[tampered_node] == {"reachable": (False, "probe_error", "RuntimeError: verifier bug")}
+    other = next(url for url in by_url if url != tampered_node)
+    assert by_url[other]["reachable"][:2] == (False, "unreachable")  # the round went on for the other node

@@ -8,12 +8,13 @@ e.g. the Router address), so a node pointed at another network never trusts an o
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import orjson
 
 __all__ = ["SNAPSHOT_DIR", "RegistryEntry", "Snapshot", "SnapshotStore"]
 
@@ -56,13 +57,13 @@ class SnapshotStore:
             "name": snapshot.name,
             "source": snapshot.source,
             "fetchedAt": snapshot.fetched_at,
-            "entries": [asdict(e) for e in snapshot.entries],
+            "entries": snapshot.entries,  # orjson writes dataclasses natively (fast for 10k entries)
         }
         target = self.path(snapshot.name)
         fd, tmp = tempfile.mkstemp(prefix=f".{snapshot.name}.", suffix=".tmp", dir=self.directory)
         try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(payload, out, separators=(",", ":"))
+            with os.fdopen(fd, "wb") as out:
+                out.write(orjson.dumps(payload))
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, target)
@@ -74,7 +75,7 @@ class SnapshotStore:
     def load(self, name: str, source: str) -> Snapshot | None:
         """The snapshot of ``name`` if it exists, parses, and came from ``source``; else None."""
         try:
-            payload = json.loads(self.path(name).read_text())
+            payload = orjson.loads(self.path(name).read_bytes())
             if payload.get("format") != _FORMAT or payload.get("source") != source:
                 return None
             entries = tuple(
@@ -92,5 +93,5 @@ class SnapshotStore:
                 fetched_at=float(payload["fetchedAt"]),
                 entries=entries,
             )
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        except (OSError, orjson.JSONDecodeError, ValueError, KeyError, TypeError, AttributeError):
             return None

@@ -34,6 +34,12 @@ class NormalUrl(NamedTuple):
     port: int
     path: str  # "" for the root, else "/a/b" without a trailing slash
 
+    @property
+    def url(self) -> str:
+        """The URL rebuilt from the compared parts: what is probed is exactly what was checked."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{self.path or '/'}"
+
     def under(self, prefix: NormalUrl) -> bool:
         same_origin = self[:3] == prefix[:3]
         return same_origin and (self.path == prefix.path or self.path.startswith(prefix.path + "/"))
@@ -56,6 +62,8 @@ def normalize_url(url: str) -> NormalUrl:
     """The comparable form of an http(s) URL; ValueError with the reason if it cannot be probed."""
     text = url.strip()
     lowered = text.lower()
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ValueError("URLs with spaces or control characters are not accepted")
     if any(trick in lowered for trick in _ENCODED_TRICKS):
         raise ValueError("percent-encoded dots or slashes and backslashes are not accepted")
     try:
@@ -104,7 +112,7 @@ class EndpointChallenge:
             model = config.model(name) if isinstance(name, str) else None
             if model is None:
                 raise ChallengeError(f"model {name!r} is not configured on this node", code="unknown_model")
-            targets = [(b.base_url + model.health_check.path, b) for b in model.backends]
+            targets = [(normalize_url(b.base_url + model.health_check.path).url, b) for b in model.backends]
             return list(await asyncio.gather(*(self._probe(ctx, url, b) for url, b in targets)))
         url = payload.get("url") if isinstance(payload, dict) else payload
         if not isinstance(url, str):
@@ -122,7 +130,7 @@ class EndpointChallenge:
                 "URL refused: it is neither a configured backend nor under challenge.endpointAllowlist",
                 code="endpoint_not_allowed",
             )
-        return await self._probe(ctx, url.strip(), backend[1] if backend else None)
+        return await self._probe(ctx, target.url, backend[1] if backend else None)
 
     @staticmethod
     def _allowlist(ctx: ChallengeContext) -> list[NormalUrl]:

@@ -30,6 +30,7 @@ __all__ = [
 EXIT_OK: Final = 0
 EXIT_FAILURE: Final = 1  # runtime failure
 EXIT_USAGE: Final = 2  # bad usage or bad configuration
+_WILDCARD_HOSTS: Final = frozenset({"", "0.0.0.0", "::", "[::]"})
 
 
 def default_home() -> Path:
@@ -51,6 +52,35 @@ class CliState:
         from function_node.config.loader import load_backends
 
         return load_backends(self.home)
+
+    def settings_or_defaults(self) -> Settings:
+        """config.yaml if the home has one, else the defaults (client commands work without a home)."""
+        from function_node.config.home import config_path
+        from function_node.config.settings import Settings
+
+        return self.settings() if config_path(self.home).exists() else Settings()
+
+    def node_url(self, settings: Settings) -> str:
+        """The local node's base URL from ``node.listenAddress``/``listenPort`` (wildcards mean loopback)."""
+        host = settings.node.listen_address
+        host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{settings.node.listen_port}"
+
+    def caller_signer(self, settings: Settings, key: Path | None) -> LocalSigner:
+        """The key to sign requests with: ``key`` (keystore or plaintext) or, if None, the node key."""
+        from function_node.errors import KeyFileError
+        from function_node.keys import detect_format, load_signer, read_key_json, resolve_password
+
+        try:
+            if key is None:
+                return self.signer(settings)
+            encrypted = detect_format(read_key_json(key)) == "keystore"
+            password = resolve_password(settings, self.home, prompt=True) if encrypted else None
+            return load_signer(key, password)
+        except KeyFileError as exc:
+            fail(str(exc), EXIT_USAGE)
 
     def signer(self, settings: Settings | None = None) -> LocalSigner:
         """The node key named by ``node.keyFile``, decrypted with the configured password source."""

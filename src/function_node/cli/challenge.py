@@ -50,8 +50,6 @@ def challenge(
 
     import orjson
 
-    from function_node.cli.request import _default_node_url, _settings, _signer
-
     cli = state(ctx)
     kind = type_.strip().upper()
     text = sys.stdin.read() if payload == "-" else payload
@@ -62,11 +60,11 @@ def challenge(
             f"PAYLOAD is not valid JSON ({exc}); quote it for the shell, e.g. '{{\"size\": 1024}}'",
             EXIT_USAGE,
         )
-    settings = _settings(cli)
-    base = (node or _default_node_url(settings)).rstrip("/")
+    settings = cli.settings_or_defaults()
+    base = (node or cli.node_url(settings)).rstrip("/")
     if not base.startswith(("http://", "https://")):
         fail(f"--node must be an http:// or https:// URL (got {node!r})", EXIT_USAGE)
-    signer = _signer(cli, settings, key)
+    signer = cli.caller_signer(settings, key)
     code = asyncio.run(_run(signer, base, kind, body_payload, rows))
     if code != EXIT_OK:
         raise typer.Exit(code)

@@ -38,6 +38,9 @@ def up(
     interval: Annotated[
         float, typer.Option("--interval", min=1.0, help="Seconds between scheduler rounds.")
     ] = 30.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=1.0, help="Seconds to wait for each node to be ready.")
+    ] = 60.0,
 ) -> None:
     """Start anvil, deploy the registries, a backend, node(s) and a scheduler; check it all works."""
     import signal
@@ -57,6 +60,7 @@ def up(
             model=model,
             matrix_size=matrix_size,
             scheduler_interval=interval,
+            ready_timeout=timeout,
         )
     except ValueError as exc:
         fail(str(exc), EXIT_USAGE)

@@ -15,17 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from function_node.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CliState, fail, state
+from function_node.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, state
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from function_node.config.settings import Settings
     from function_node.signing import LocalSigner
 
 __all__ = ["register"]
 
-_WILDCARD_HOSTS: Final = ("", "0.0.0.0", "::", "[::]")
 _CONNECT_TIMEOUT: Final = 10.0
 _ERROR_TEXT_LIMIT: Final = 500
 
@@ -77,47 +75,16 @@ def request(
                 EXIT_USAGE,
             )
         stream = isinstance(parsed, dict) and parsed.get("stream") is True
-    settings = _settings(cli)
-    url = (node or _default_node_url(settings)).rstrip("/") + path
+    settings = cli.settings_or_defaults()
+    url = (node or cli.node_url(settings)).rstrip("/") + path
     if not url.startswith(("http://", "https://")):
         fail(f"--node must be an http:// or https:// URL (got {node!r})", EXIT_USAGE)
-    signer = _signer(cli, settings, key)
+    signer = cli.caller_signer(settings, key)
     verb = (method or ("POST" if text is not None else "GET")).upper()
     payload = b"" if text is None else text.encode()
     code = asyncio.run(_send(signer, verb, url, payload, legacy=legacy, stream=stream))
     if code != EXIT_OK:
         raise typer.Exit(code)
-
-
-def _settings(cli: CliState) -> Settings:
-    from function_node.config.home import config_path
-    from function_node.config.settings import Settings
-
-    return cli.settings() if config_path(cli.home).exists() else Settings()
-
-
-def _default_node_url(settings: Settings) -> str:
-    host = settings.node.listen_address
-    host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
-    if ":" in host and not host.startswith("["):
-        host = f"[{host}]"
-    return f"http://{host}:{settings.node.listen_port}"
-
-
-def _signer(cli: CliState, settings: Settings, key: Path | None) -> LocalSigner:
-    from function_node.errors import KeyFileError
-    from function_node.keys import load_signer, resolve_password
-
-    try:
-        if key is None:
-            return cli.signer(settings)
-        from function_node.keys import detect_format, read_key_json
-
-        encrypted = detect_format(read_key_json(key)) == "keystore"
-        password = resolve_password(settings, cli.home, prompt=True) if encrypted else None
-        return load_signer(key, password)
-    except KeyFileError as exc:
-        fail(str(exc), EXIT_USAGE)
 
 
 async def _send(

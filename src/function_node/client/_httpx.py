@@ -27,7 +27,8 @@ class FxnAuth(httpx.Auth):
 
     With ``node_address`` the v2 (audience-bound) signature is used. Without it, and with
     ``discover`` (the default), the first request to a node is preceded by one ``GET /health`` at
-    the node's origin to learn its address; if that gives none, requests are signed legacy.
+    the node's origin (``scheme://host:port/health``) to learn its address; if that gives none,
+    requests are signed legacy. Pass ``node_address`` for a node served under a path prefix.
     """
 
     requires_request_body = True

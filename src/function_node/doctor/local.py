@@ -5,11 +5,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Final
 
 from function_node.doctor.framework import DoctorContext, Finding
 from function_node.errors import ConfigError
 
+if TYPE_CHECKING:
+    from function_node.challenges.matmul.compute import MatmulBackend
+
 __all__ = ["check_config", "check_gpu", "check_key", "check_matrix"]
+
+_NVIDIA_KEY: Final = "nvidia_gpu"
+_NVIDIA_SOURCES: Final = ("nvml", "nvidia-smi")
 
 
 async def check_config(ctx: DoctorContext) -> Sequence[Finding]:
@@ -119,6 +126,7 @@ async def check_gpu(ctx: DoctorContext) -> Sequence[Finding]:
     from function_node.challenges.gpu_stats import collect_gpu_stats
 
     gpus = await asyncio.to_thread(collect_gpu_stats)
+    ctx.notes[_NVIDIA_KEY] = any(str(g.get("source", "")) in _NVIDIA_SOURCES for g in gpus)
     if not gpus:
         return [
             Finding.warn(
@@ -138,40 +146,66 @@ async def check_gpu(ctx: DoctorContext) -> Sequence[Finding]:
     ]
 
 
-async def check_matrix(ctx: DoctorContext) -> Sequence[Finding]:
-    """A small matrix proof end to end: compute, commit, prove random rows, verify them as a scheduler."""
+def _prove_locally(backend: MatmulBackend, n: int) -> tuple[bool, list[str], float]:
+    """Compute with ``backend``, commit, prove 16 random rows and verify them as a scheduler would."""
     import secrets
 
     from function_node.challenges.matmul.commitment import MerkleTree
-    from function_node.challenges.matmul.compute import NumpyBackend
     from function_node.challenges.matmul.generate import parse_seed
     from function_node.challenges.matmul.verify import choose_rows, verify_proofs
 
-    n = ctx.matrix_size
     seed = parse_seed("0x" + secrets.token_hex(32))
-
-    def prove() -> tuple[bool, list[str], float]:
-        started = time.perf_counter()
-        result = NumpyBackend().compute(n, seed)
-        digests = [int(d) for d in result.digests]
-        tree = MerkleTree.build(digests)
-        rows = choose_rows(n, 16)
-        answer = {
-            "proofs": [
-                {"row": i, "digest": str(digests[i]), "siblings": ["0x" + s.hex() for s in tree.siblings(i)]}
-                for i in rows
-            ]
-        }
-        outcome = verify_proofs(seed, n, tree.root, rows, answer)
-        return outcome.ok, outcome.failures, time.perf_counter() - started
-
-    ok, failures, seconds = await asyncio.to_thread(prove)
-    if not ok:
-        return [
-            Finding.fail(
-                "matrix",
-                f"a local n={n} proof did not verify: {failures[0]}",
-                "numpy's BLAS gave inexact results; reinstall numpy (pip install --force-reinstall numpy)",
-            )
+    started = time.perf_counter()
+    result = backend.compute(n, seed)
+    digests = [int(d) for d in result.digests]
+    tree = MerkleTree.build(digests)
+    rows = choose_rows(n, 16)
+    answer = {
+        "proofs": [
+            {"row": i, "digest": str(digests[i]), "siblings": ["0x" + s.hex() for s in tree.siblings(i)]}
+            for i in rows
         ]
-    return [Finding.ok("matrix", f"local n={n} proof (CPU) computed and verified in {seconds * 1000:.0f} ms")]
+    }
+    outcome = verify_proofs(seed, n, tree.root, rows, answer)
+    return outcome.ok, outcome.failures, time.perf_counter() - started
+
+
+async def check_matrix(ctx: DoctorContext) -> Sequence[Finding]:
+    """A small matrix proof end to end on the CPU, and on the GPU when the gpu check found an NVIDIA one
+    (torch is imported only then: it costs seconds and a CPU-only node does not need it)."""
+    from function_node.challenges.matmul.compute import NumpyBackend
+
+    n = ctx.matrix_size
+    backends: list[tuple[str, MatmulBackend]] = [("CPU", NumpyBackend())]
+    if ctx.notes.get(_NVIDIA_KEY):
+        from function_node.challenges.matmul.compute import TorchBackend, cuda_available
+
+        if await asyncio.to_thread(cuda_available):
+            backends.append(("CUDA", TorchBackend("cuda")))
+        else:
+            return [
+                Finding.fail(
+                    "matrix",
+                    "an NVIDIA GPU is present but torch cannot use it",
+                    'install the CUDA build of torch (pip install "function-node[cuda]") matching the driver',
+                )
+            ]
+    findings: list[Finding] = []
+    for label, backend in backends:
+        ok, failures, seconds = await asyncio.to_thread(_prove_locally, backend, n)
+        if ok:
+            findings.append(
+                Finding.ok(
+                    "matrix", f"local n={n} proof ({label}) computed and verified in {seconds * 1000:.0f} ms"
+                )
+            )
+        else:
+            findings.append(
+                Finding.fail(
+                    "matrix",
+                    f"a local n={n} proof ({label}) did not verify: {failures[0]}",
+                    "the results are inexact: reinstall numpy (CPU) or torch (CUDA), and run "
+                    "`fxn bench matmul` to compare the backends",
+                )
+            )
+    return findings

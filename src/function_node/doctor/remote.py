@@ -113,7 +113,8 @@ async def check_registries(ctx: DoctorContext) -> Sequence[Finding]:
     if not router:
         return [Finding.ok("registries", "no routerSmartContractAddress: static lists only")]
     if not isinstance(url, str):
-        return _skip("registries", "no RPC provider answered")
+        # The chain cannot be asked, but the node's cached copies say how long it can still serve.
+        return [*_skip("registries", "no RPC provider answered"), *_snapshot_freshness(ctx)]
     findings: list[Finding] = []
     async with _client([url], ctx.timeout) as chain:
         reader = NetworkReader(chain, router)
@@ -132,6 +133,49 @@ async def check_registries(ctx: DoctorContext) -> Sequence[Finding]:
             active = sum(1 for e in entries if not e.paused)
             findings.append(Finding.ok("registries", f"{name} registry: {active} active entries"))
             ctx.notes[f"{name}_registry_ok"] = True
+    findings.extend(_snapshot_freshness(ctx))
+    return findings
+
+
+def _snapshot_freshness(ctx: DoctorContext) -> list[Finding]:
+    """The node's own last good copy of each registry (``<home>/registry-cache``) against maxStaleness:
+    older than that, the running node has stopped trusting it and fails closed for that registry."""
+    import orjson
+
+    from function_node.chain.snapshot import SNAPSHOT_DIR
+
+    if ctx.settings is None:
+        return []
+    findings: list[Finding] = []
+    for name, poll in (
+        ("gateway", ctx.settings.registry.gateway),
+        ("provider", ctx.settings.registry.provider),
+        ("scheduler", ctx.settings.registry.scheduler),
+    ):
+        path = ctx.home / SNAPSHOT_DIR / f"{name}.json"
+        try:
+            fetched_at = float(orjson.loads(path.read_bytes())["fetchedAt"])
+        except FileNotFoundError:
+            continue  # the node has not run against this chain yet: nothing to judge
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            findings.append(
+                Finding.warn(
+                    "registries", f"{path} is unreadable", "delete it; the node rewrites it on refresh"
+                )
+            )
+            continue
+        age = time.time() - fetched_at
+        if age > poll.max_staleness:
+            findings.append(
+                Finding.fail(
+                    "registries",
+                    f"the node's cached {name} registry is {age:.0f}s old, past maxStaleness "
+                    f"({poll.max_staleness:.0f}s): a running node refuses those callers",
+                    "make the RPC reachable (see the rpc findings) and keep the node running so it refreshes",
+                )
+            )
+        else:
+            findings.append(Finding.ok("registries", f"the node's cached {name} registry is {age:.0f}s old"))
     return findings
 
 

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["MemoryNonceStore", "NonceStore", "RedisNonceStore", "create_nonce_store"]
 
 DEFAULT_KEY_PREFIX: Final = "fxn:nonce:"
-_REDIS_SOCKET_TIMEOUT: Final = 1.0
-_REDIS_CONNECT_TIMEOUT: Final = 1.0
+_REDIS_SOCKET_TIMEOUT: Final = 2.0
+_REDIS_MAX_CONNECTIONS: Final = 64
 
 
 class NonceStore(Protocol):
@@ -129,9 +129,10 @@ class RedisNonceStore:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         *,
         socket_timeout: float = _REDIS_SOCKET_TIMEOUT,
+        max_connections: int = _REDIS_MAX_CONNECTIONS,
     ) -> None:
         # Imported here: redis is only needed by nodes configured for it.
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -144,12 +145,17 @@ class RedisNonceStore:
         # One retry, on connection errors only: it replaces a pooled connection that died with a
         # restarted Redis. A timeout is not retried: the SET may have reached Redis, and a retry
         # would then report the caller's own first attempt as a replay.
-        self._redis: Redis = Redis.from_url(
+        # A bounded pool: a burst of requests waits (up to socket_timeout) for one of
+        # max_connections connections instead of opening one connection per request.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=max_connections,
+            timeout=socket_timeout,
             socket_timeout=socket_timeout,
-            socket_connect_timeout=min(socket_timeout, _REDIS_CONNECT_TIMEOUT),
+            socket_connect_timeout=socket_timeout,
             retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         )
+        self._redis: Redis = Redis.from_pool(pool)
 
     def key(self, address: str, nonce: str) -> str:
         return f"{self.key_prefix}{address.lower()}:{nonce}"

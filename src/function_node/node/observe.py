@@ -63,7 +63,9 @@ def _error_response(
 
 def observe_middleware(metrics: NodeMetrics) -> Middleware:
     """The middleware, bound to ``metrics``; put it first in the application's middlewares."""
-    log = get_logger("fxn.request")
+    # bind() resolves structlog's lazy proxy once (configure logging before building the app);
+    # the proxy would otherwise rebuild the logger on every request line.
+    log = get_logger("fxn.request").bind()
     # Labelled children, cached per app: labels() takes a lock and hashes on every call.
     counters: dict[tuple[str, str, int], Counter] = {}
     histograms: dict[tuple[str, str], Histogram] = {}
@@ -86,7 +88,8 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
         request_id = _request_id(request)
         request[REQUEST_ID] = request_id
         route = _route(request)
-        structlog.contextvars.clear_contextvars()
+        # aiohttp serves a keep-alive connection's requests in one task, so one request's context
+        # would leak into the next without the clear in ``finally``.
         structlog.contextvars.bind_contextvars(request_id=request_id, route=route, method=request.method)
         status = 500
         try:

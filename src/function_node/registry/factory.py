@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection
+from collections.abc import Collection, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from function_node.config.settings import Settings
 from function_node.errors import ChainError
@@ -53,18 +53,23 @@ class RegistrySet:
         return next((r for r in self.chain if r.name == name), None)
 
     async def start(self) -> None:
-        """Load snapshots, try a first refresh within a short bound, then refresh in the background."""
+        """Load snapshots, refresh once within a short bound, then keep refreshing in the background.
+
+        A registry whose snapshot is still fresh serves from it at once: its first refresh runs in the
+        background instead of delaying readiness (the snapshot's age still counts toward staleness).
+        """
         log = get_logger("fxn.registry")
         for registry in self.chain:
             registry.load_snapshot()
-        if self.chain:
-            first = {asyncio.create_task(r.refresh(), name=f"registry-first-{r.name}") for r in self.chain}
-            self._tasks |= first  # those still running after the bound finish in the background
-            _, pending = await asyncio.wait(first, timeout=self.first_refresh_timeout)
-            for task in first - pending:
-                self._tasks.discard(task)
-            if pending:
-                log.warning("registry first refresh still running", bound_s=self.first_refresh_timeout)
+        blocking: set[asyncio.Task[object]] = set()
+        for registry in self.chain:
+            task = self._spawn(registry.refresh(), f"registry-first-{registry.name}")
+            if not registry.status().usable:
+                blocking.add(task)
+        blocking.add(self._spawn(self._report_registration(), "registry-own-registration"))
+        _, pending = await asyncio.wait(blocking, timeout=self.first_refresh_timeout)
+        if pending:
+            log.warning("registry first refresh still running", bound_s=self.first_refresh_timeout)
         for registry in self.chain:
             registry.start()
         for status in self.directory.statuses():
@@ -77,7 +82,13 @@ class RegistrySet:
                 entries=status.entries,
                 error=status.error or None,
             )
-        await self._report_registration()
+
+    def _spawn(self, coro: Coroutine[Any, Any, object], name: str) -> asyncio.Task[object]:
+        """A task kept in ``_tasks`` until it finishes, so it is never collected mid-flight."""
+        task: asyncio.Task[object] = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _report_registration(self) -> None:
         from function_node.node.registration import (
@@ -104,9 +115,10 @@ class RegistrySet:
 
     async def close(self) -> None:
         """Stop background refreshes and release the RPC client."""
-        for task in self._tasks:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()

@@ -236,7 +236,8 @@ def summarize_stream(events: Sequence[StreamEvent]) -> CheckResult:
             error = chunk["error"]
             message = error.get("message") if isinstance(error, dict) else error
             return CheckResult.failed(CHECK_INFERENCE, REASON_STREAM_ERROR, f"error event: {message}")
-        for choice in chunk.get("choices") or []:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             if isinstance(delta, dict) and delta.get("content"):
                 token_times.append(event.at)

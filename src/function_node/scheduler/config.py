@@ -207,7 +207,9 @@ def load_scheduler_config(path: Path) -> SchedulerConfig:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(
-            ConfigProblem(name, None, "file not found", "create it or pass --config (see docs/scheduler.md)")
+            ConfigProblem(
+                name, None, "file not found", "create it as docs/scheduler.md shows, or pass --config"
+            )
         ) from None
     except OSError as exc:
         raise ConfigError(ConfigProblem(name, None, f"cannot read: {exc.strerror}")) from None

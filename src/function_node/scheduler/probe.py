@@ -20,6 +20,7 @@ import aiohttp
 import orjson
 
 from function_node.client import FxnSigner
+from function_node.errors import SigningError
 from function_node.scheduler.checks import (
     CHECK_ENDPOINT,
     CHECK_IDENTITY,
@@ -132,7 +133,7 @@ class NodeProbe:
             return CheckResult.failed(CHECK_REACHABLE, REASON_MALFORMED, "/health did not name an address")
         try:
             address = normalize_address(address)
-        except ValueError:
+        except SigningError:
             return CheckResult.failed(CHECK_REACHABLE, REASON_MALFORMED, "/health named no valid address")
         return CheckResult.passed(CHECK_REACHABLE, "health ok", address=address)
 

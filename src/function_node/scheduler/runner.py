@@ -10,18 +10,27 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import aiohttp
 
 from function_node.client import FxnSigner
 from function_node.logs import get_logger
-from function_node.scheduler.checks import CHECK_INFERENCE, CHECK_MATMUL, ProofVerifier
+from function_node.scheduler.checks import (
+    CHECK_INFERENCE,
+    CHECK_MATMUL,
+    CHECK_REACHABLE,
+    CheckResult,
+    ProofVerifier,
+)
 from function_node.scheduler.config import NodeTarget, SchedulerConfig
 from function_node.scheduler.metrics import SchedulerMetrics
 from function_node.scheduler.probe import NodeProbe, ProbeReport
 from function_node.scheduler.store import ResultRecord, SchedulerStore
 
 __all__ = ["NodeSource", "RoundReport", "Scheduler"]
+
+REASON_PROBE_ERROR: Final = "probe_error"  # a bug or an answer no check foresaw; logged with its traceback
 
 NodeSource = Callable[[], Awaitable[Sequence[NodeTarget]]]
 
@@ -78,7 +87,14 @@ class Scheduler:
 
         async def one(target: NodeTarget) -> ProbeReport:
             async with limit:
-                report = await self._probe.run(target.url, target.address)
+                try:
+                    report = await self._probe.run(target.url, target.address)
+                except Exception as exc:  # one node's unforeseen answer must not stop the round for all
+                    self._log.exception("scheduler_probe_error", node=target.url)
+                    failed = CheckResult.failed(
+                        CHECK_REACHABLE, REASON_PROBE_ERROR, f"{type(exc).__name__}: {exc}"
+                    )
+                    report = ProbeReport(target.url, "", (failed,), None)
             self._record(round_id, report)
             return report
 

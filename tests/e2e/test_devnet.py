@@ -1,0 +1,131 @@
+"""`fxn devnet up` end to end: real anvil, contracts, development backend, node process(es), Redis and
+scheduler, each on a free loopback port, started and stopped by the command under test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from function_node.scheduler.checks import CHECKS
+from function_node.scheduler.store import SchedulerStore
+
+pytestmark = pytest.mark.e2e
+
+FXN = str(Path(sys.executable).parent / "fxn")
+WIDE = {**os.environ, "COLUMNS": "200"}
+
+
+def devnet(directory: Path, *args: str, timeout: float = 110) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [FXN, "devnet", "up", "--dir", str(directory), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=WIDE,
+        check=False,
+    )
+
+
+def node_ports(directory: Path) -> list[int]:
+    return [
+        int(yaml.safe_load((home / "config.yaml").read_text())["node"]["listenPort"])
+        for home in sorted(directory.glob("node-*"))
+    ]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def scheduler_verdicts(directory: Path) -> dict[tuple[str, str], bool]:
+    with SchedulerStore(directory / "scheduler" / "scheduler.db") as store:
+        return {(s.node_url, r.check): r.ok for s in store.summaries() for r in s.results}
+
+
+def test_devnet_once_passes_every_row_and_stops_everything(tmp_path: Path) -> None:
+    done = devnet(tmp_path / "net", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED" not in done.stdout
+    for row in (
+        "chain (anvil)",
+        "registry contracts",
+        "development backend",
+        "node-0",
+        "chat completion (openai SDK, streamed)",
+        "replay to the same node",
+    ):
+        assert row in done.stdout
+    verdicts = scheduler_verdicts(tmp_path / "net")
+    [port] = node_ports(tmp_path / "net")
+    assert verdicts == {(f"http://127.0.0.1:{port}", check): True for check in CHECKS}
+    assert not listening(port)  # --once stopped the node it started
+    assert (tmp_path / "net" / "logs" / "anvil.log").exists()
+    assert (tmp_path / "net" / "chain" / "deployment.json").exists()
+
+
+def test_two_replicas_share_redis_and_refuse_a_replay(tmp_path: Path) -> None:
+    done = devnet(tmp_path / "net", "--once", "--replicas", "2", "--redis")
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(x for x in done.stdout.splitlines() if "replay to the second replica" in x)
+    assert "passed" in line and "first 200, replay 401 replayed_nonce" in line
+    ports = node_ports(tmp_path / "net")
+    assert len(ports) == 2
+    verdicts = scheduler_verdicts(tmp_path / "net")
+    assert len(verdicts) == 2 * len(CHECKS) and all(verdicts.values())  # the scheduler found both replicas
+    assert not any(listening(p) for p in ports)
+
+
+def test_replicas_without_redis_is_a_usage_error(tmp_path: Path) -> None:
+    done = devnet(tmp_path / "net", "--once", "--replicas", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: --replicas > 1 needs --redis: replicas must share one nonce store"
+    assert not (tmp_path / "net").exists()
+
+
+def test_an_unreachable_real_backend_fails_the_run(tmp_path: Path) -> None:
+    with socket.socket() as sock:  # a port nothing listens on once this block ends
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = devnet(tmp_path / "net", "--once", "--backend", f"http://127.0.0.1:{port}", "--timeout", "8")
+    assert done.returncode == 1
+    assert "error: the node at http://127.0.0.1:" in done.stderr
+    assert "was not ready within 8s" in done.stderr
+    assert not any(listening(p) for p in node_ports(tmp_path / "net"))
+
+
+def test_without_once_it_stays_up_until_sigint_and_then_stops_everything(tmp_path: Path) -> None:
+    directory = tmp_path / "net"
+    proc = subprocess.Popen(
+        [FXN, "devnet", "up", "--dir", str(directory)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=WIDE,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C stops every process it started" in line:
+            break
+    else:
+        pytest.fail("".join(lines))
+    [port] = node_ports(directory)
+    assert listening(port)
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(lines) + rest
+    assert "stopping" in rest
+    deadline = time.monotonic() + 5
+    while listening(port) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not listening(port)

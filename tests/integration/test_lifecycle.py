@@ -1,0 +1,173 @@
+"""``fxn start`` as a process: SIGHUP reloads, SIGTERM drains, /ready, an empty home, workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from function_node.client import FxnAuth, FxnSigner
+from function_node.devnet.process import ManagedProcess, free_port
+from function_node.devnet.redis_server import RedisServer
+from function_node.signing import LocalSigner
+from tests.fixtures.backend import SLOW_STREAM, FakeBackend
+from tests.fixtures.node import FXN, NodeProcess, model_doc
+
+pytestmark = pytest.mark.integration
+
+
+def _chat(model: str, **extra: object) -> bytes:
+    return orjson.dumps(
+        {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, **extra}
+    )
+
+
+def test_sighup_refuses_broken_file_then_applies_good_one(
+    fake_backend: FakeBackend, node_factory: Callable[..., NodeProcess], gateway_signer: LocalSigner
+) -> None:
+    node = node_factory(
+        models=[model_doc("first", [fake_backend.url])], gateways=[gateway_signer.address], schedulers=[]
+    )
+    with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+        (node.home / "backend.yaml").write_text("models:\n  - name: broken\n    backends: not-a-list\n")
+        node.process.signal(signal.SIGHUP)
+        refused = node.wait_for_log(lambda d: d.get("event", "").startswith("backend.yaml refused"))
+        assert refused["level"] == "error"
+        assert any("backend.yaml" in p for p in refused["problems"])
+        assert http.post(node.url + "/v1/chat/completions", content=_chat("first")).status_code == 200
+
+        node.write_models([model_doc("second", [fake_backend.url])])
+        node.process.signal(signal.SIGHUP)
+        node.wait_for_log(lambda d: d.get("event") == "backend.yaml reloaded")
+        assert http.post(node.url + "/v1/chat/completions", content=_chat("second")).status_code == 200
+        gone = http.post(node.url + "/v1/chat/completions", content=_chat("first"))
+        assert gone.status_code == 404
+        assert gone.json()["error"]["code"] == "model_not_found"
+    assert node.process.running
+
+
+def test_sigterm_lets_the_stream_finish_and_exits_0(
+    fake_backend: FakeBackend, node_factory: Callable[..., NodeProcess], gateway_signer: LocalSigner
+) -> None:
+    node = node_factory(
+        models=[model_doc(SLOW_STREAM, [fake_backend.url])], gateways=[gateway_signer.address], schedulers=[]
+    )
+    tokens = 30
+    with (
+        httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http,
+        http.stream(
+            "POST",
+            node.url + "/v1/chat/completions",
+            content=_chat(SLOW_STREAM, stream=True, max_tokens=tokens),
+        ) as resp,
+    ):
+        assert resp.status_code == 200
+        chunks = resp.iter_raw()
+        received = next(chunks)
+        node.process.signal(signal.SIGTERM)
+        node.wait_for_log(lambda d: d.get("event", "").startswith("stopping"))
+        received += b"".join(chunks)
+    events = [e for e in received.decode().split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
+    assert node.process.process is not None
+    assert node.process.process.wait(timeout=30) == 0
+    assert fake_backend.cancelled_models() == []
+
+
+def test_ready_is_503_without_a_healthy_backend(
+    node_factory: Callable[..., NodeProcess], gateway_signer: LocalSigner
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    doc = model_doc("dev", [dead], healthCheck={"path": "/v1/models", "interval": "1s", "timeout": "1s"})
+    node = node_factory(models=[doc], gateways=[gateway_signer.address], schedulers=[])
+    node.wait_for_log(lambda d: d.get("event") == "backend unhealthy")
+    status, body = node.get_json("/ready")
+    assert status == 503
+    assert body["ready"] is False
+    assert body["backends"] == [{"model": "dev", "url": dead, "healthy": False, "inFlight": 0}]
+    assert all(r["usable"] for r in body["registries"])
+    with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+        resp = http.post(node.url + "/v1/chat/completions", content=_chat("dev"))
+    assert resp.status_code == 503
+    assert resp.json()["error"]["code"] == "no_healthy_backend"
+
+
+def test_start_on_an_empty_home_creates_it(tmp_path: Path) -> None:
+    home = tmp_path / "empty-home"
+    port = free_port()
+    env = {**os.environ, "FXN_KEY_PASSWORD": "test-password", "FXN_KEYSTORE_SCRYPT_N": "1024"}
+    with ManagedProcess(
+        "node",
+        [FXN, "--home", str(home), "start", "--port", str(port)],
+        tmp_path / "n.log",
+        env=env,
+        port=port,
+    ) as proc:
+        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
+        code = proc.stop()
+    assert code == 0
+    out = proc.log_path.read_text()
+    for name in ("config.yaml", "backend.yaml", "nodekey.json"):
+        assert f"created {home / name}" in out
+        assert (home / name).exists()
+
+
+def test_workers_without_redis_is_refused(
+    tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner
+) -> None:
+    node = NodeProcess(
+        tmp_path,
+        models=[model_doc("dev", [fake_backend.url])],
+        gateways=[gateway_signer.address],
+        schedulers=[],
+        args=["--workers", "2"],
+    )
+    proc = node.process
+    proc.port = None  # it must exit, not listen
+    proc.start()
+    assert proc.process is not None
+    assert proc.process.wait(timeout=30) == 2
+    assert "needs nonceCache.backend: redis" in proc.tail()
+    proc.stop()
+
+
+def test_two_workers_share_the_port_and_the_replay_window(
+    tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
+) -> None:
+    node = NodeProcess(
+        tmp_path,
+        models=[model_doc("dev", [fake_backend.url])],
+        gateways=[gateway_signer.address],
+        schedulers=[],
+        config={"nonceCache": {"backend": "redis", "redisUrl": redis_server.url}},
+        args=["--workers", "2"],
+    )
+    node.start()
+    try:
+        workers = node.wait_for_log(lambda d: d.get("event") == "workers started")
+        assert len(workers["pids"]) == 2
+        with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+            statuses = {
+                http.post(node.url + "/v1/chat/completions", content=_chat("dev")).status_code
+                for _ in range(20)
+            }
+        assert statuses == {200}
+        # One signed request sent twice on fresh connections: whichever worker gets the copy refuses it.
+        body = _chat("dev")
+        headers = FxnSigner(gateway_signer).headers(
+            "POST", "/v1/chat/completions", body, node_address=node.signer.address
+        )
+        answers = []
+        for _ in range(2):
+            with httpx.Client(timeout=30) as fresh:
+                answers.append(fresh.post(node.url + "/v1/chat/completions", content=body, headers=headers))
+        assert [a.status_code for a in answers] == [200, 401], answers[0].text
+        assert answers[1].json()["error"]["code"] == "replayed_nonce"
+    finally:
+        assert node.stop() == 0

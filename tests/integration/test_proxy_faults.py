@@ -1,0 +1,141 @@
+"""Backend faults through a real ``fxn start`` node, with signed requests (FxnAuth) over loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import httpx
+import orjson
+import pytest
+
+from function_node.client import FxnAuth
+from function_node.devnet.process import free_port
+from function_node.signing import LocalSigner
+from tests.fixtures.backend import (
+    DIE_MIDSTREAM,
+    HANG_BEFORE_HEADERS,
+    MIDSTREAM_EVENTS,
+    SLOW_STREAM,
+    STATUS_500,
+    FakeBackend,
+)
+from tests.fixtures.node import NodeProcess, model_doc
+
+pytestmark = pytest.mark.integration
+
+CHAT = {"model": "dev", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def _post(http: httpx.Client, node: NodeProcess, body: dict[str, object] | bytes) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return http.post(node.url + "/v1/chat/completions", content=content)
+
+
+@pytest.fixture
+def http(gateway_signer: LocalSigner) -> Iterator[httpx.Client]:
+    with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def faulty_node(
+    fake_backend: FakeBackend,
+    node_factory: Callable[..., NodeProcess],
+    gateway_signer: LocalSigner,
+) -> NodeProcess:
+    models = [
+        model_doc(name, [fake_backend.url])
+        for name in ("dev", HANG_BEFORE_HEADERS, DIE_MIDSTREAM, STATUS_500)
+    ]
+    models[1]["timeouts"] = {"connect": "2s", "firstByte": "1s", "total": "30s"}
+    slow = model_doc(SLOW_STREAM, [])
+    slow["backends"] = [{"url": fake_backend.url, "maxConcurrency": 1}]
+    return node_factory(models=[*models, slow], gateways=[gateway_signer.address], schedulers=[])
+
+
+def test_refused_backend_fails_over(
+    fake_backend: FakeBackend,
+    node_factory: Callable[..., NodeProcess],
+    gateway_signer: LocalSigner,
+    http: httpx.Client,
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    doc = model_doc("dev", [])
+    doc["backends"] = [{"url": dead, "weight": 10}, {"url": fake_backend.url}]
+    node = node_factory(models=[doc], gateways=[gateway_signer.address], schedulers=[])
+    resp = _post(http, node, CHAT)
+    assert resp.status_code == 200
+    assert resp.json()["object"] == "chat.completion"
+    assert len(fake_backend.requests_for("dev")) == 1
+    status, ready = node.get_json("/ready")
+    assert status == 200
+    assert {b["url"]: b["healthy"] for b in ready["backends"]} == {dead: False, fake_backend.url: True}
+    metrics = httpx.get(node.url + "/metrics").text
+    assert f'fxn_upstream_errors_total{{backend="{dead}",kind="connect",model="dev"}} 1.0' in metrics
+
+
+def test_hang_before_first_byte_is_504(
+    faulty_node: NodeProcess, fake_backend: FakeBackend, http: httpx.Client
+) -> None:
+    resp = _post(http, faulty_node, {**CHAT, "model": HANG_BEFORE_HEADERS})
+    assert resp.status_code == 504
+    assert resp.json()["error"]["code"] == "backend_timeout"
+    fake_backend.wait_for(lambda: HANG_BEFORE_HEADERS in fake_backend.cancelled_models())
+
+
+def test_die_midstream_sends_error_event(faulty_node: NodeProcess, http: httpx.Client) -> None:
+    with http.stream(
+        "POST",
+        faulty_node.url + "/v1/chat/completions",
+        content=orjson.dumps({**CHAT, "model": DIE_MIDSTREAM, "stream": True}),
+    ) as resp:
+        assert resp.status_code == 200
+        assert resp.headers["content-type"] == "text/event-stream"
+        events = [e for e in resp.read().decode().split("\n\n") if e]
+    assert len(events) == MIDSTREAM_EVENTS + 1
+    error = orjson.loads(events[-1].removeprefix("data: "))["error"]
+    assert error == {
+        "message": error["message"],
+        "type": "upstream_error",
+        "code": "backend_stream_interrupted",
+    }
+
+
+def test_client_disconnect_cancels_backend_request(
+    faulty_node: NodeProcess, fake_backend: FakeBackend, http: httpx.Client
+) -> None:
+    body = orjson.dumps({**CHAT, "model": SLOW_STREAM, "stream": True, "max_tokens": 500})
+    with http.stream("POST", faulty_node.url + "/v1/chat/completions", content=body) as resp:
+        assert resp.status_code == 200
+        first = next(resp.iter_raw())
+        assert first.startswith(b"data: ")
+    # Leaving the block closed the connection mid-stream.
+    fake_backend.wait_for(lambda: SLOW_STREAM in fake_backend.cancelled_models())
+
+
+def test_max_concurrency_full_is_429(faulty_node: NodeProcess, http: httpx.Client) -> None:
+    body = orjson.dumps({**CHAT, "model": SLOW_STREAM, "stream": True, "max_tokens": 40})
+    with http.stream("POST", faulty_node.url + "/v1/chat/completions", content=body) as first:
+        assert first.status_code == 200
+        second = _post(http, faulty_node, body)
+        assert second.status_code == 429
+        assert second.headers["Retry-After"] == "1"
+        assert second.json()["error"]["code"] == "model_at_capacity"
+        assert first.read().endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({**CHAT, "model": "unknown-model"}, 404, "model_not_found"),
+        (b"{this is not json", 400, "invalid_json"),
+        ({"messages": []}, 400, "missing_model"),
+        ({**CHAT, "model": STATUS_500}, 500, "fake_500"),
+    ],
+)
+def test_error_answers(
+    faulty_node: NodeProcess, http: httpx.Client, body: dict[str, object] | bytes, status: int, code: str
+) -> None:
+    resp = _post(http, faulty_node, body)
+    assert resp.status_code == status
+    assert resp.json()["error"]["code"] == code
