@@ -1,6 +1,6 @@
 """Proxy overhead: the node (auth on) against the development backend directly and a bare aiohttp proxy.
 
-    .venv/bin/python bench/proxy.py [--rounds 3] [--requests 2000]
+    .venv/bin/python bench/proxy.py [--rounds 3] [--requests 2000] [--baseline-src DIR]
 
 Starts, on free loopback ports: the development backend, a reference proxy (a minimal aiohttp
 proxy with no auth, no logging, no metrics, written below), and a real ``fxn start`` node with a
@@ -8,6 +8,10 @@ static gateway list and the memory nonce store. The load generator runs in this 
 aiohttp). Node requests carry v2 signatures made before the timed loop (each needs its own nonce),
 so the generator's Python signing does not eat the CPU the node needs. Cases are interleaved
 (direct, reference, node per round) and medians over rounds are printed.
+
+``--baseline-src DIR`` adds a "node-base" case: the same node (auth on, same config) run from
+another copy of the package's ``src`` directory (``PYTHONPATH=DIR``), e.g. the code before a change,
+so before and after are measured in the same run under the same load.
 """
 
 from __future__ import annotations
@@ -163,8 +167,8 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 
 
 def start_processes(
-    work: Path, token_delay: float
-) -> tuple[list[ManagedProcess], dict[str, str], ManagedProcess]:
+    work: Path, token_delay: float, log_level: str, baseline: Path | None = None
+) -> tuple[list[ManagedProcess], dict[str, str], dict[str, int]]:
     backend_port, ref_port = free_port(), free_port()
     backend = ManagedProcess(
         "dev-backend",
@@ -188,14 +192,17 @@ def start_processes(
         port=ref_port,
     ).start()
     gateway = LocalSigner.from_hex(GATEWAY_KEY)
-    nodes = {}
-    for name, bypass in (("node", False), ("node-noauth", True)):
+    nodes: dict[str, tuple[ManagedProcess, int]] = {}
+    variants: list[tuple[str, bool, Path | None]] = [("node", False, None), ("node-noauth", True, None)]
+    if baseline is not None:
+        variants.append(("node-base", False, baseline))
+    for name, bypass, src in variants:
         port = free_port()
         home = work / name
         home.mkdir()
         config = {
             "node": {"listenAddress": "127.0.0.1", "listenPort": port, "keyFile": "nodekey.json"},
-            "logger": {"verbosity": "info", "format": "json"},
+            "logger": {"verbosity": log_level, "format": "json"},
             "registry": {"static": {"gateways": [gateway.address], "schedulers": []}, "bypassAuth": bypass},
             # 1,000 concurrent streams need 1,000 upstream connections at once.
             "proxy": {"maxIdleConns": 1200},
@@ -207,21 +214,20 @@ def start_processes(
         (home / "backend.yaml").write_text(yaml.safe_dump(models))
         write_plaintext(home / "nodekey.json", LocalSigner.from_hex(NODE_KEY))
         argv = [str(BIN / "fxn"), "--home", str(home), "start"]
-        nodes[name] = (ManagedProcess(name, argv, work / f"{name}.log", port=port).start(), port)
-    urls = {
-        "direct": upstream,
-        "reference": f"http://127.0.0.1:{ref_port}",
-        "node-noauth": f"http://127.0.0.1:{nodes['node-noauth'][1]}",
-        "node": f"http://127.0.0.1:{nodes['node'][1]}",
-    }
+        env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+        proc = ManagedProcess(name, argv, work / f"{name}.log", port=port, env=env)
+        nodes[name] = (proc.start(), port)
+    urls = {"direct": upstream, "reference": f"http://127.0.0.1:{ref_port}"}
     pids = {
         "direct": backend.process.pid if backend.process else 0,
         "reference": reference.process.pid if reference.process else 0,
-        "node-noauth": nodes["node-noauth"][0].process.pid if nodes["node-noauth"][0].process else 0,
-        "node": nodes["node"][0].process.pid if nodes["node"][0].process else 0,
     }
-    node = nodes["node"][0]
-    return [backend, reference, nodes["node-noauth"][0], node], urls, pids
+    for name in ("node-base", "node-noauth", "node"):
+        if name in nodes:
+            proc, port = nodes[name]
+            urls[name] = f"http://127.0.0.1:{port}"
+            pids[name] = proc.process.pid if proc.process else 0
+    return [backend, reference, *(proc for proc, _ in nodes.values())], urls, pids
 
 
 async def interleaved(
@@ -237,18 +243,29 @@ async def interleaved(
     }
 
 
-async def bench(rounds: int, requests: int, profile: str | None, profile_target: str) -> None:
+async def bench(
+    rounds: int,
+    requests: int,
+    profile: str | None,
+    profile_target: str,
+    log_level: str,
+    baseline: Path | None = None,
+) -> None:
     node_address = LocalSigner.from_hex(NODE_KEY).address
     with tempfile.TemporaryDirectory(prefix="fxn-bench-") as tmp:
-        procs, urls, pids = start_processes(Path(tmp), token_delay=0.0)
+        procs, urls, pids = start_processes(
+            Path(tmp), token_delay=0.0, log_level=log_level, baseline=baseline
+        )
         pid = pids["node"]
         try:
             await asyncio.sleep(1)
             idle = rss_mb(pid)
+            idle_base = rss_mb(pids["node-base"]) if "node-base" in pids else None
             rows: list[tuple[str, str, dict[str, dict[str, float]]]] = []
 
             async def case(name: str, body: bytes, total: int, conc: int, stream: bool) -> dict[str, Any]:
-                headers = presigned(total, body, node_address) if name == "node" else plain
+                signed = name in ("node", "node-base")
+                headers = presigned(total, body, node_address) if signed else plain
                 before = cpu_seconds(pids[name]), cpu_seconds(pids["direct"])
                 result = await run_load(urls[name], body, total, conc, headers, stream=stream)
                 # CPU the proxy itself spent per request (the backend's own is subtracted for the
@@ -257,7 +274,9 @@ async def bench(rounds: int, requests: int, profile: str | None, profile_target:
                 result["cpu_us"] = spent / total * 1e6
                 return result
 
-            await case("node", CHAT, 200, 8, False)  # warm up every connection pool
+            for name in urls:
+                if name.startswith("node"):
+                    await case(name, CHAT, 200, 8, False)  # warm up every connection pool
             if profile:
                 spy = await asyncio.create_subprocess_exec(
                     str(BIN / "py-spy"),
@@ -266,6 +285,8 @@ async def bench(rounds: int, requests: int, profile: str | None, profile_target:
                     str(pids[profile_target]),
                     "--duration",
                     "6",
+                    "--rate",
+                    "500",
                     "--format",
                     "raw",
                     "--output",
@@ -301,7 +322,7 @@ async def bench(rounds: int, requests: int, profile: str | None, profile_target:
         finally:
             for proc in reversed(procs):
                 proc.stop()
-    print_report(rows, streams, idle, peak, rounds, requests)
+    print_report(rows, streams, idle, peak, rounds, requests, log_level, idle_base, baseline)
 
 
 def print_report(
@@ -311,9 +332,14 @@ def print_report(
     peak: float,
     rounds: int,
     requests: int,
+    log_level: str,
+    idle_base: float | None = None,
+    baseline: Path | None = None,
 ) -> None:
-    names = ("direct", "reference", "node-noauth", "node")
-    print(f"command: .venv/bin/python bench/proxy.py --rounds {rounds} --requests {requests}")
+    names = ("direct", "reference", "node-noauth", "node") + (("node-base",) if idle_base is not None else ())
+    flags = f"--rounds {rounds} --requests {requests} --log-level {log_level}"
+    flags += f" --baseline-src {baseline}" if baseline is not None else ""
+    print(f"command: .venv/bin/python bench/proxy.py {flags}")
     print(f"medians of {rounds} interleaved rounds; 2-core machine shared with other work")
     print(f"{'case':22} {'metric':12}" + "".join(f"{n:>12}" for n in names) + "   derived")
     for name, metric, res in rows:
@@ -322,10 +348,12 @@ def print_report(
         if key == "rps":
             ratios = values[3] / values[1], values[2] / values[1]
             derived = f"node/reference {ratios[0]:.2f}, node-noauth/reference {ratios[1]:.2f}"
+            derived += f", node-base/reference {values[4] / values[1]:.2f}" if len(values) > 4 else ""
         else:
             derived = (
                 f"node adds {values[3] - values[0]:.3f} ms, node-noauth adds {values[2] - values[0]:.3f} ms"
             )
+            derived += f", node-base adds {values[4] - values[0]:.3f} ms" if len(values) > 4 else ""
         errors = sum(res[n]["errors"] for n in names)
         print(
             f"{name:22} {metric:12}"
@@ -341,6 +369,8 @@ def print_report(
     errors, ttft = streams["errors"], streams["p50_ms"]
     print(f"1000 concurrent streams through the node: errors {errors}, TTFT p50 {ttft:.1f} ms")
     print(f"node RSS: idle {idle:.1f} MB, peak (VmHWM, after 1000 streams) {peak:.1f} MB")
+    if idle_base is not None:
+        print(f"node-base RSS: idle {idle_base:.1f} MB")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -350,7 +380,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", help="py-spy the node under chat load; write raw stacks here and stop")
+    parser.add_argument(
+        "--log-level", default="info", help="the nodes' logger.verbosity (info logs every request)"
+    )
     parser.add_argument("--profile-target", default="node", help="node, node-noauth or reference")
+    parser.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run the node from this copy of src/ (PYTHONPATH) as 'node-base', for before/after",
+    )
     parser.add_argument("--serve-reference", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -360,7 +398,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvloop
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(bench(args.rounds, args.requests, args.profile, args.profile_target))
+        runner.run(
+            bench(
+                args.rounds,
+                args.requests,
+                args.profile,
+                args.profile_target,
+                args.log_level,
+                args.baseline_src,
+            )
+        )
 
 
 if __name__ == "__main__":

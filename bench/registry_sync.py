@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from eth_abi.abi import decode
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from function_node.chain.cached import CachedRegistry
 from function_node.chain.client import ChainClient
 from function_node.chain.contracts import NetworkReader, decode_gateways, decode_providers
 from function_node.chain.fetchers import fetch_gateways, fetch_providers
-from function_node.chain.snapshot import SnapshotStore
+from function_node.chain.snapshot import RegistryEntry, SnapshotStore
 from function_node.devnet.anvil import AnvilProcess
 from function_node.devnet.deploy import (
     DEV_DEPLOYER_KEY,
@@ -100,6 +101,17 @@ async def chain_rows(rpc_url: str, router: str, runs: int, home: Path) -> list[t
                 decode_s.append(time.perf_counter() - start)
             rows.append((f"{kind}: eth_call", call_s, f"{len(records)} entries, {len(data) / 1e6:.1f} MB"))
             rows.append((f"{kind}: decode", decode_s, "fast_abi"))
+            abi_type = (
+                "(address,bytes,uint256,uint256,string,bool)[]"
+                if kind == "providers"
+                else ("(address,bytes,uint256,string,bool)[]")
+            )
+            slow: list[float] = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                decode([abi_type], data)
+                slow.append(time.perf_counter() - start)
+            rows.append((f"{kind}: decode", slow, "eth_abi, for comparison"))
         metrics = NodeMetrics()
         store = SnapshotStore(home)
         for name, fetch in (("provider", fetch_providers(reader)), ("gateway", fetch_gateways(reader))):
@@ -130,13 +142,24 @@ async def chain_rows(rpc_url: str, router: str, runs: int, home: Path) -> list[t
 
 def lookup_rows(owners: int) -> list[tuple[str, list[float], str]]:
     addresses = [f"0x{i + 1:040x}" for i in range(owners)]
-    registry = StaticRegistry("bench", addresses)
+    entries = [RegistryEntry(owner=a) for a in addresses]
+
+    async def fetch() -> list[RegistryEntry]:
+        return entries
+
+    registry = CachedRegistry(
+        "bench", fetch, source="b", poll_interval=60, max_staleness=3600, metrics=NodeMetrics()
+    )
+    assert asyncio.run(registry.refresh())
+    static = StaticRegistry("bench-static", addresses)
     hit, miss = addresses[owners // 2], "0x" + "f" * 40
     directory = CallerDirectory(gateways=[registry])
     rows = []
     for label, stmt in (
-        ("contains (hit)", lambda: registry.contains(hit)),
-        ("contains (miss)", lambda: registry.contains(miss)),
+        ("CachedRegistry.contains (hit)", lambda: registry.contains(hit)),
+        ("CachedRegistry.contains (miss)", lambda: registry.contains(miss)),
+        ("StaticRegistry.contains (hit)", lambda: static.contains(hit)),
+        ("CachedRegistry.status()", registry.status),
         ("CallerDirectory.role_of (hit)", lambda: directory.role_of(hit)),
     ):
         number = 200_000
@@ -150,7 +173,9 @@ def node_rows(rpc_url: str, router: str, runs: int, root: Path) -> list[tuple[st
     from function_node.signing import LocalSigner
 
     fxn = str(Path(sys.executable).parent / "fxn")
-    samples: list[float] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    static: list[float] = []
     for run in range(runs):
         home = root / f"node{run}"
         home.mkdir(parents=True)
@@ -181,24 +206,38 @@ def node_rows(rpc_url: str, router: str, runs: int, root: Path) -> list[tuple[st
         (home / "backend.yaml").write_text(yaml.safe_dump(models))
         write_plaintext(home / "nodekey.json", LocalSigner.from_hex(NODE_KEY))
         with backend:
-            node = ManagedProcess("node", [fxn, "--home", str(home), "start"], root / f"node{run}.log")
-            start = time.perf_counter()
-            node.start()
-            try:
-                while True:
-                    try:
-                        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
-                            if resp.status == 200:
-                                break
-                    except (urllib.error.URLError, OSError):
-                        pass
-                    if not node.running:
-                        raise RuntimeError(f"node exited:\n{node.tail()}")
-                    time.sleep(0.01)
-                samples.append(time.perf_counter() - start)
-            finally:
-                node.stop()
-    return [("node start -> /ready 200", samples, "fxn start, registries from chain")]
+            # Cold: empty registry-cache, the first refresh must finish. Warm: the snapshot the cold
+            # run saved is fresh, so the node serves from it and refreshes in the background.
+            for samples in (cold, warm, static):
+                if samples is static:  # the same node without chain registries: the baseline
+                    del config["registry"], config["rpcProvider"]
+                    (home / "config.yaml").write_text(yaml.safe_dump(config))
+                node = ManagedProcess("node", [fxn, "--home", str(home), "start"], root / f"node{run}.log")
+                start = time.perf_counter()
+                node.start()
+                try:
+                    wait_ready(port, node)
+                    samples.append(time.perf_counter() - start)
+                finally:
+                    node.stop()
+    return [
+        ("node start -> /ready 200, cold", cold, "fxn start, no snapshot: waits for the chain"),
+        ("node start -> /ready 200, warm", warm, "fxn start, fresh snapshot in the home"),
+        ("node start -> /ready 200, no chain", static, "the same node with static lists only (baseline)"),
+    ]
+
+
+def wait_ready(port: int, node: ManagedProcess) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if not node.running:
+            raise RuntimeError(f"node exited:\n{node.tail()}")
+        time.sleep(0.01)
 
 
 def main() -> None:

@@ -62,7 +62,9 @@ def legacy_message(body_hash: str, timestamp: str, nonce: str) -> str:
     return f"{body_hash}.{timestamp}.{nonce}"
 
 
-def v2_message(node_address: str, method: str, path: str, body_hash: str, timestamp: str, nonce: str) -> str:
+def v2_message(  # noqa: PLR0917 - the parameters are the message's fields, in the order they are joined
+    node_address: str, method: str, path: str, body_hash: str, timestamp: str, nonce: str
+) -> str:
     return "\n".join((_V2_PREFIX, node_address.lower(), method.upper(), path, body_hash, timestamp, nonce))
 
 

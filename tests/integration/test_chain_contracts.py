@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -102,11 +103,13 @@ async def test_duplicate_id_is_refused(chain: ChainNet) -> None:
 async def test_only_the_admin_registers_for_others(chain: ChainNet) -> None:
     stranger = RegistryAdmin(chain.rpc_url, DEV_KEYS[4], chain.deployment)
     try:
-        with pytest.raises(ChainError, match=f"transaction from {STRANGER} failed"):
+        with pytest.raises(
+            ChainError, match=f"transaction from {STRANGER} failed: reverted with NotAuthorized$"
+        ):
             stranger.register_gateways([STRANGER])
-        with pytest.raises(ChainError, match="NotAuthorized"):
+        with pytest.raises(ChainError, match=r"reverted with NotAuthorized$"):
             stranger.set_gateway_paused(DEV_GATEWAY, True)
-        with pytest.raises(ChainError, match="NotAuthorized"):
+        with pytest.raises(ChainError, match=r"reverted with NotAuthorized$"):
             stranger.register_schedulers([STRANGER])
     finally:
         stranger.close()
@@ -172,4 +175,41 @@ def test_dev_addresses_belong_to_the_dev_keys() -> None:
 
     derived = [LocalSigner.from_hex(k).address.lower() for k in DEV_KEYS[:3]]
     assert derived == [DEV_GATEWAY, DEV_SCHEDULER, DEV_PROVIDER]
-    assert DEV_DEPLOYER_KEY == DEV_KEYS[0]
+    assert DEV_KEYS[0] == DEV_DEPLOYER_KEY
+
+
+async def test_unknown_entries_and_bad_input_are_refused_by_name(chain: ChainNet) -> None:
+    with pytest.raises(ChainError, match=r"reverted with UnknownGateway$"):
+        chain.admin.set_gateway_paused(STRANGER, True)
+    with pytest.raises(ChainError, match=r"reverted with UnknownProvider$"):
+        chain.admin.set_provider_paused(b"no-such-id", True)
+    with pytest.raises(ChainError, match=r"reverted with UnknownScheduler$"):
+        chain.admin.set_scheduler_paused(STRANGER, True)
+    with pytest.raises(ChainError, match=r"reverted with BadInput$"):
+        chain.admin.register_gateways(["0x" + "0" * 40])
+    with pytest.raises(ChainError, match=r"reverted with AlreadyRegistered$"):
+        chain.admin.register_schedulers([DEV_SCHEDULER])
+
+
+def test_admin_without_deployment_says_so(anvil: object) -> None:
+    from function_node.devnet.anvil import AnvilProcess
+
+    assert isinstance(anvil, AnvilProcess)
+    admin = RegistryAdmin(anvil.rpc_url, DEV_KEYS[0])
+    try:
+        with pytest.raises(ChainError, match="no deployment: call deploy_network first or pass deployment="):
+            admin.register_gateways([DEV_GATEWAY])
+    finally:
+        admin.close()
+
+
+def test_missing_tools_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from function_node.devnet.anvil import find_anvil
+    from function_node.devnet.solc import SolcError, find_solcjs
+
+    monkeypatch.setenv("FXN_ANVIL", str(tmp_path / "anvil"))
+    monkeypatch.setenv("FXN_SOLCJS", str(tmp_path / "solcjs"))
+    with pytest.raises(FileNotFoundError, match=f"anvil not found at {tmp_path / 'anvil'}; run `npm ci`"):
+        find_anvil()
+    with pytest.raises(SolcError, match=f"solcjs not found at {tmp_path / 'solcjs'}; run `npm ci`"):
+        find_solcjs()

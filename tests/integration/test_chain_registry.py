@@ -176,6 +176,9 @@ async def test_rpc_outage_keeps_data_counts_errors_and_snapshot_survives_restart
         assert again.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
         assert again.directory.role_of(DEV_SCHEDULER) is CallerRole.SCHEDULER
         assert again.directory.ready()
+        # A fresh snapshot serves at once; the refresh that failed in the background is counted.
+        restarted_gateway = again.chain_registry("gateway")
+        assert restarted_gateway is not None and not await restarted_gateway.refresh()
         assert fetch_errors(restarted_metrics, "gateway") >= 1
     finally:
         await again.close()
@@ -226,10 +229,10 @@ async def test_client_failover_and_the_error_naming_every_url(chain: ChainNet, d
 
 
 async def test_client_per_call_timeout(silent_server: str, chain: ChainNet) -> None:
-    async with ChainClient([silent_server], timeout=0.3, retries=0) as client:
+    async with ChainClient([silent_server], timeout=1.0, retries=0) as client:
         with pytest.raises(ChainError, match=f"{silent_server}: timed out"):
             await client.block_number()
-    async with ChainClient([silent_server, chain.rpc_url], timeout=0.3, retries=0) as client:
+    async with ChainClient([silent_server, chain.rpc_url], timeout=1.0, retries=0) as client:
         assert await client.chain_id() == 31337
 
 
@@ -268,3 +271,40 @@ def test_redact_url_hides_keys() -> None:
         "https://mainnet.infura.io/v3/***"
     )
     assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
+
+
+async def test_websocket_rpc_url(chain: ChainNet) -> None:
+    async with ChainClient([chain.rpc_url.replace("http://", "ws://")]) as client:
+        assert await client.chain_id() == 31337
+        assert await client.block_number() > 0
+
+
+async def test_scheduler_contract_without_router(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    settings = Settings.model_validate(
+        {
+            "rpcProvider": chain.rpc_url,
+            "registry": {"scheduler": {"contract": chain.deployment.scheduler_registry}},
+            "schedulerAddress": [],
+        }
+    )
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        await regs.start()
+        assert [s.name for s in regs.directory.statuses()] == ["scheduler"]
+        assert regs.directory.role_of(DEV_SCHEDULER) is CallerRole.SCHEDULER
+        assert regs.directory.role_of(DEV_GATEWAY) is None  # no gateway registry configured at all
+    finally:
+        await regs.close()
+
+
+async def test_no_chain_configured_means_static_only(fxn_home: Path, metrics: NodeMetrics) -> None:
+    settings = Settings.model_validate({"registry": {"static": {"gateways": [DEV_GATEWAY]}}})
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        await regs.start()
+        assert regs.chain == [] and regs.client is None
+        assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+    finally:
+        await regs.close()

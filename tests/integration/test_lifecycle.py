@@ -171,3 +171,23 @@ def test_two_workers_share_the_port_and_the_replay_window(
         assert answers[1].json()["error"]["code"] == "replayed_nonce"
     finally:
         assert node.stop() == 0
+
+
+def test_separate_metrics_listener_and_bypass_warning(
+    fake_backend: FakeBackend, node_factory: Callable[..., NodeProcess]
+) -> None:
+    metrics_port = free_port()
+    node = node_factory(
+        models=[model_doc("dev", [fake_backend.url])],
+        gateways=[],
+        schedulers=[],
+        config={"metrics": {"listenAddress": f"127.0.0.1:{metrics_port}"}, "registry": {"bypassAuth": True}},
+    )
+    warning = node.wait_for_log(lambda d: "AUTHENTICATION IS OFF" in d.get("event", ""))
+    assert warning["level"] == "warning"
+    # bypassAuth: an unsigned request is served.
+    assert httpx.post(node.url + "/v1/chat/completions", content=_chat("dev"), timeout=30).status_code == 200
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+    assert scraped.status_code == 200
+    assert 'fxn_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in scraped.text
+    assert httpx.get(node.url + "/metrics", timeout=10).status_code == 404

@@ -207,3 +207,28 @@ def test_fxn_status_exit_2_on_bad_config(fxn_home: Path) -> None:
     proc = fxn(fxn_home, "status")
     assert proc.returncode == 2
     assert "config.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fxn_status_exit_1_when_the_chain_is_down(
+    chain: ChainNet, chain_node: Callable[..., NodeProcess]
+) -> None:
+    node = chain_node()
+    chain.anvil.stop()
+    proc = fxn(node.home, "status", "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["chain"]["error"].startswith(
+        "providerRegistry() failed on every RPC URL after 1 round(s): "
+    )
+    assert report["node"]["ready"] is True  # the node still serves from its cache
+
+
+def test_fxn_status_without_chain_config(
+    fake_backend: FakeBackend, node_factory: Callable[..., NodeProcess]
+) -> None:
+    node = node_factory(
+        models=[model_doc("m", [fake_backend.url])], gateways=[GATEWAY.address], schedulers=[]
+    )
+    proc = fxn(node.home, "status")
+    assert proc.returncode == 0, proc.stderr
+    assert "not configured" in proc.stdout and "gateway-static" in proc.stdout

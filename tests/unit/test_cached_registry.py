@@ -298,3 +298,19 @@ async def test_after_a_failure_the_loop_retries_before_poll_interval(
     finally:
         await registry.close()
     assert fetch.calls == 2 and registry.contains(A)
+
+
+async def test_status_turns_fresh_again_after_a_refresh_and_tracks_errors(metrics: NodeMetrics) -> None:
+    clock = Clock()
+    fetch = ScriptedFetch([RegistryEntry(A)], ChainError("down"), [RegistryEntry(A), RegistryEntry(B)])
+    registry = make(fetch, metrics, clock, staleness=10)
+    await registry.refresh()
+    first = registry.status()
+    assert registry.status() is first  # unchanged state: the same answer, no new object
+    clock.now += 11
+    assert registry.status().stale
+    await registry.refresh()
+    assert registry.status().stale and registry.status().error == "down"
+    await registry.refresh()
+    status = registry.status()
+    assert (status.stale, status.error, status.entries, status.last_success) == (False, "", 2, clock.now)

@@ -11,9 +11,11 @@ import asyncio
 import orjson
 import pytest
 
+from function_node.client import FxnSigner
 from function_node.devnet.dev_backend import reply_tokens
 from function_node.devnet.process import free_port
 from function_node.metrics import NodeMetrics
+from function_node.signing import LocalSigner
 from tests.fixtures.backend import (
     DIE_MIDSTREAM,
     HANG_AFTER_HEADERS,
@@ -23,7 +25,7 @@ from tests.fixtures.backend import (
     STATUS_500,
     FakeBackend,
 )
-from tests.fixtures.node import ProxyClient, backend_config, model_doc
+from tests.fixtures.node import NodeAppClient, ProxyClient, backend_config, model_doc
 
 CHAT = {"model": "dev", "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 5}
 
@@ -259,3 +261,22 @@ async def test_max_concurrency_full_is_429(fake_backend: FakeBackend, proxy_clie
     third = await client.post("/v1/chat/completions", data=body)
     assert third.status == 200
     await third.read()
+
+
+async def test_full_app_in_process_with_auth(
+    fake_backend: FakeBackend, node_app: NodeAppClient, gateway_signer: LocalSigner, node_signer: LocalSigner
+) -> None:
+    client = await node_app(
+        backend_config(model_doc("dev", [fake_backend.url])), gateways=[gateway_signer.address]
+    )
+    body = orjson.dumps(CHAT)
+    headers = FxnSigner(gateway_signer).headers("POST", "/v1/chat/completions", body, node_signer.address)
+    resp = await client.post("/v1/chat/completions", data=body, headers=headers)
+    assert resp.status == 200
+    assert resp.headers["X-Fxn-Node"] == node_signer.address
+    replay = await client.post("/v1/chat/completions", data=body, headers=headers)
+    assert replay.status == 401
+    assert (await replay.json())["error"]["code"] == "replayed_nonce"
+    health = await (await client.get("/health")).json()
+    assert health["address"] == node_signer.address
+    assert len(fake_backend.requests_for("dev")) == 1

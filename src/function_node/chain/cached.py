@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from math import inf
 from typing import Final
 
 from function_node.chain.snapshot import RegistryEntry, Snapshot, SnapshotStore
@@ -64,23 +65,31 @@ class CachedRegistry:
         self._last_success: float | None = None
         self._error = ""
         self._task: asyncio.Task[None] | None = None
+        self._status: RegistryStatus | None = None
+        self._stale_at = inf
 
     # The request path -------------------------------------------------------------------------------
     def contains(self, address: str) -> bool:
         return address in self._owners
 
     def status(self) -> RegistryStatus:
+        # On the request path (CallerDirectory.role_of): reuse the last answer until something changes
+        # or the data turns stale, instead of building a new dataclass per request.
+        cached = self._status
+        if cached is not None and (cached.stale or self._clock() <= self._stale_at):
+            return cached
         loaded = self._last_success is not None
-        age = self._clock() - self._last_success if self._last_success is not None else 0.0
-        return RegistryStatus(
+        self._stale_at = (self._last_success + self.max_staleness) if self._last_success is not None else inf
+        self._status = RegistryStatus(
             name=self.name,
             source="chain",
             loaded=loaded,
-            stale=loaded and age > self.max_staleness,
+            stale=loaded and self._clock() > self._stale_at,
             entries=len(self._owners),
             last_success=self._last_success,
             error=self._error,
         )
+        return self._status
 
     # Data for status and registration checks --------------------------------------------------------
     def entries(self) -> tuple[RegistryEntry, ...]:
@@ -97,6 +106,7 @@ class CachedRegistry:
         self._entries = tuple(entries)
         self._owners = frozenset(e.owner.lower() for e in entries)
         self._last_success = fetched_at
+        self._status = None
         self._metrics.registry_entries.labels(self.name).set(len(self._owners))
         self._metrics.registry_last_success.labels(self.name).set(fetched_at)
         return True
@@ -133,7 +143,8 @@ class CachedRegistry:
         except Exception as exc:  # a bug in one refresh must not stop the loop; say what it was
             self._error = f"{type(exc).__name__}: {exc}"
             return self._failed()
-        self._error = ""
+        if self._error:
+            self._error, self._status = "", None
         if not self._install(entries, started):
             return True
         self._log.debug("registry_refreshed", entries=len(self._owners))
@@ -146,6 +157,7 @@ class CachedRegistry:
         return True
 
     def _failed(self) -> bool:
+        self._status = None
         self._metrics.registry_fetch_errors.labels(self.name).inc()
         self._log.warning(
             "registry_refresh_failed", error=self._error, kept_entries=len(self._owners), **self._age()

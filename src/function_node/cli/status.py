@@ -180,9 +180,8 @@ def _print(console: Console, report: dict[str, Any]) -> None:
             )
     node = report["node"]
     if not node.get("reachable"):
-        console.print(
-            f"[bold]Node[/bold]          [red]not reachable[/red] at {node['url']}: {escape(str(node.get('error', '')))}"
-        )
+        reason = escape(str(node.get("error", "")))
+        console.print(f"[bold]Node[/bold]          [red]not reachable[/red] at {node['url']}: {reason}")
         return
     ready_text = "[green]ready[/green]" if node.get("ready") else "[red]not ready[/red]"
     console.print(f"[bold]Node[/bold]          {ready_text} at {node['url']}")

@@ -105,7 +105,13 @@ def write_node_home(
     """config.yaml (chain registries through the Router), backend.yaml (one model), the provider key."""
     home.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
-        "node": {"listenAddress": "127.0.0.1", "listenPort": port, "keyFile": _KEY_FILE},
+        # A devnet node is reached on loopback; discovery would report the host's outward address.
+        "node": {
+            "listenAddress": "127.0.0.1",
+            "listenPort": port,
+            "keyFile": _KEY_FILE,
+            "publicAddress": "127.0.0.1",
+        },
         "logger": {"verbosity": "info", "format": "json"},
         "rpcProvider": rpc_url,
         "registry": {

@@ -97,7 +97,7 @@ class ManagedProcess:
             self.process.send_signal(sig)
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the whole process group. Returns the exit code."""
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL the process group; returns the exit code."""
         proc = self.process
         if proc is not None and proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

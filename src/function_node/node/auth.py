@@ -18,6 +18,7 @@ signed too; an error middleware, if any, belongs inside (after) this one.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Final
 
@@ -176,6 +177,13 @@ async def read_body_limited(request: web.Request, limit: int) -> bytes:
         raise auth_error(Reason.BODY_TOO_LARGE, f"the body is {declared} bytes; the limit is {limit}")
     if not request.body_exists:
         return b""
+    if declared is not None:
+        # The common case: a declared length within the limit. One read of exactly that many bytes,
+        # with no copy into a buffer and no extra wait for the end of the stream.
+        try:
+            return await request.content.readexactly(declared)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # the client sent less than it declared; the signature check decides
     body = bytearray()
     while True:
         chunk = await request.content.read(_READ_CHUNK)

@@ -135,7 +135,7 @@ async def forward(
                 session,
                 pool,
                 backend,
-                headers={**headers, **backend.headers},
+                headers={**headers, **backend.headers} if backend.headers else headers,
                 body=body,
                 metrics=metrics,
             )

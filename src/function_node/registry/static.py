@@ -17,7 +17,15 @@ class StaticRegistry:
     def __init__(self, name: str, addresses: Iterable[str]) -> None:
         self.name = name
         self._addresses = frozenset(normalize_address(a) for a in addresses)
-        self._loaded_at = time.time()
+        # Built once: the caller directory asks for the status on every request.
+        self._status = RegistryStatus(
+            name=name,
+            source="static",
+            loaded=True,
+            stale=False,
+            entries=len(self._addresses),
+            last_success=time.time(),
+        )
 
     def contains(self, address: str) -> bool:
         return address in self._addresses
@@ -26,11 +34,4 @@ class StaticRegistry:
         return self._addresses
 
     def status(self) -> RegistryStatus:
-        return RegistryStatus(
-            name=self.name,
-            source="static",
-            loaded=True,
-            stale=False,
-            entries=len(self._addresses),
-            last_success=self._loaded_at,
-        )
+        return self._status

@@ -12,7 +12,7 @@ import asyncio
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from function_node.challenges.base import ChallengeContext
 from function_node.challenges.matmul.commitment import (
@@ -21,18 +21,15 @@ from function_node.challenges.matmul.commitment import (
     StoreFullError,
     UnknownCommitmentError,
 )
-from function_node.challenges.matmul.compute import (
-    MatmulBackend,
-    NumpyBackend,
-    TorchBackend,
-    cpu_device_info,
-    cuda_available,
-)
-from function_node.challenges.matmul.explicit import is_explicit, multiply_explicit, parse_explicit
-from function_node.challenges.matmul.generate import Seed, parse_seed
-from function_node.challenges.matmul.verify import MAX_PROOF_ROWS
 from function_node.config.settings import MatmulSettings
 from function_node.errors import ChallengeError
+
+if TYPE_CHECKING:
+    from function_node.challenges.matmul.compute import MatmulBackend, NumpyBackend
+
+# The numpy modules (compute, explicit, generate, verify) are imported where a challenge first needs
+# them, not here: the node builds this service at start and numpy's ~10 MB would otherwise be in
+# every node's memory before (or without) the first matrix challenge.
 
 __all__ = ["MatmulService", "MatrixMultiplicationChallenge", "MatrixProofChallenge"]
 
@@ -50,7 +47,7 @@ class MatmulService:
     store: CommitmentStore = field(init=False)
     _worker: ThreadPoolExecutor = field(init=False)
     _blocks: ThreadPoolExecutor = field(init=False)
-    _cpu: NumpyBackend = field(init=False)
+    _cpu: NumpyBackend | None = field(init=False, default=None)
     _gpu: MatmulBackend | None = field(init=False, default=None)
     _gpu_checked: bool = field(init=False, default=False)
     _jobs: int = field(init=False, default=0)
@@ -59,7 +56,14 @@ class MatmulService:
         self.store = CommitmentStore(ttl=self.limits.proof_ttl, capacity=self.limits.max_pending_proofs)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fxn-matmul")
         self._blocks = ThreadPoolExecutor(max_workers=self.cpu_threads, thread_name_prefix="fxn-matmul-blk")
-        self._cpu = NumpyBackend(executor=self._blocks)
+
+    def cpu(self) -> NumpyBackend:
+        """The numpy backend, built (and numpy imported) on first use."""
+        if self._cpu is None:
+            from function_node.challenges.matmul.compute import NumpyBackend
+
+            self._cpu = NumpyBackend(executor=self._blocks)
+        return self._cpu
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
@@ -67,6 +71,8 @@ class MatmulService:
     async def gpu(self) -> MatmulBackend | None:
         """The CUDA backend, or None; the first call imports torch in the worker thread."""
         if not self._gpu_checked:
+            from function_node.challenges.matmul.compute import TorchBackend, cuda_available
+
             self._gpu_checked = True
             if await self._run(cuda_available):
                 self._gpu = TorchBackend("cuda")
@@ -91,7 +97,7 @@ class MatmulService:
                 f"size {n} exceeds maxCpuSize={self.limits.max_cpu_size} for the CPU backend",
                 code="size_too_large",
             )
-        return self._cpu
+        return self.cpu()
 
     def _enter(self) -> None:
         if self._jobs >= self.limits.max_pending_proofs:
@@ -104,6 +110,8 @@ class MatmulService:
         self._jobs += 1
 
     async def verifiable(self, payload: dict[str, Any], ctx: ChallengeContext) -> dict[str, Any]:
+        from function_node.challenges.matmul.generate import Seed, parse_seed
+
         size = payload.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ChallengeError("size must be a positive integer", code="invalid_size")
@@ -159,6 +167,9 @@ class MatmulService:
         }
 
     async def explicit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from function_node.challenges.matmul.compute import cpu_device_info
+        from function_node.challenges.matmul.explicit import multiply_explicit, parse_explicit
+
         a, b = parse_explicit(payload, self.limits.max_explicit_size)
         self._enter()
         try:
@@ -186,6 +197,8 @@ class MatmulService:
         }
 
     def prove(self, payload: Any) -> dict[str, Any]:
+        from function_node.challenges.matmul.verify import MAX_PROOF_ROWS
+
         if not isinstance(payload, dict):
             raise ChallengeError('payload must be {"commitmentId", "rows"}', code="invalid_proof_request")
         commitment_id, rows = payload.get("commitmentId"), payload.get("rows")
@@ -250,6 +263,8 @@ class MatrixMultiplicationChallenge:
                 'payload must be {"A", "B"}, {"size"} or {"size", "seed", "dtype", "backend"}',
                 code="invalid_payload",
             )
+        from function_node.challenges.matmul.explicit import is_explicit
+
         if is_explicit(payload):
             return await self.service.explicit(payload)
         if "size" not in payload:

@@ -19,12 +19,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import numpy as np
-import numpy.typing as npt
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
-from function_node.challenges.matmul.generate import MASK32, fmix32_np, row_blocks
+# numpy (and the numpy generator module) are imported inside the digest functions: the node builds
+# its CommitmentStore at start, and numpy's ~10 MB should be paid at the first matrix challenge.
 
 __all__ = [
     "Commitment",
@@ -47,6 +49,10 @@ _TOMBSTONES: Final = 4096  # remembered used/expired ids, so a reuse is named as
 
 def digest_keys_np(n: int, w4: int, w5: int) -> npt.NDArray[np.uint32]:
     """``key_j ^ w5`` for every column j: what each C[i][j] is XORed with before fmix32."""
+    import numpy as np
+
+    from function_node.challenges.matmul.generate import fmix32_np
+
     keys = np.arange(n, dtype=np.uint32) ^ np.uint32(w4)
     fmix32_np(keys, np.empty_like(keys))
     keys ^= np.uint32(w5)
@@ -56,6 +62,10 @@ def digest_keys_np(n: int, w4: int, w5: int) -> npt.NDArray[np.uint32]:
 def _digest_block(
     c: npt.NDArray[np.generic], keys: npt.NDArray[np.uint32], out: npt.NDArray[np.uint64], r0: int, r1: int
 ) -> None:
+    import numpy as np
+
+    from function_node.challenges.matmul.generate import MASK32, fmix32_np
+
     # C is exact integers (int32, or float64 holding them); int64 then the low 32 bits is uint32(C).
     words = (c[r0:r1].astype(np.int64) & MASK32).astype(np.uint32)
     np.bitwise_xor(words, keys[None, :], out=words)
@@ -68,6 +78,10 @@ def row_digests_np(
     c: npt.NDArray[np.generic], w4: int, w5: int, executor: Executor | None = None
 ) -> npt.NDArray[np.uint64]:
     """d_i for every row of ``c`` (rows × n, exact integer values in any numeric dtype)."""
+    import numpy as np
+
+    from function_node.challenges.matmul.generate import row_blocks
+
     rows, n = c.shape
     keys = digest_keys_np(n, w4, w5)
     out = np.empty(rows, dtype=np.uint64)
