@@ -18,6 +18,7 @@ check: setup
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy --strict
+	$(VENV)/bin/mypy --strict tests bench
 
 format: setup
 	$(VENV)/bin/ruff format src tests bench

@@ -11,6 +11,7 @@ from function_node.registry.directory import CallerRole
 
 __all__ = ["Caller", "caller_of", "set_caller"]
 
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who sent the request, and its body as read (within ``auth.maxBodyBytes``) by the middleware.

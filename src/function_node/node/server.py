@@ -180,7 +180,10 @@ def _supervise(settings: Settings, signer: LocalSigner, home: Path) -> int:
         time.sleep(_SUPERVISOR_POLL_S)
     codes = [c.returncode for c in children]
     log.info("workers stopped", exit_codes=codes)
-    return 0 if all(code == 0 for code in codes) else 1
+    # A worker still starting when the forwarded SIGTERM/SIGINT arrived has no handler yet and dies
+    # of the signal itself: that is the stop we asked for, not a failure.
+    asked = {0, -signal.SIGTERM, -signal.SIGINT} if stopping else {0}
+    return 0 if all(code in asked for code in codes) else 1
 
 
 def _worker_main() -> None:
