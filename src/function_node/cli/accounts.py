@@ -18,9 +18,15 @@ if TYPE_CHECKING:
     from function_node.config.settings import Settings
     from function_node.signing import LocalSigner
 
-__all__ = ["new_key_password", "register", "settings_or_defaults"]
+__all__ = ["new_key_password", "register"]
 
 _PASSWORD_HELP = "Password: $FXN_KEY_PASSWORD, node.keyPasswordFile, or a prompt on a terminal."
+
+
+# The options `new` and `import` share.
+_Force = Annotated[bool, typer.Option("--force", help="Replace an existing key file (keeps a backup).")]
+_Plaintext = Annotated[bool, typer.Option("--plaintext", help="Write the legacy unencrypted format.")]
+_Out = Annotated[Path | None, typer.Option("--out", help="Where to write (default: node.keyFile).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,14 +36,6 @@ def register(app: typer.Typer) -> None:
     group.command("get", help="Alias of `show`.", hidden=True)(show)
     group.command("import", help=f"Import a hex private key or a V3 keystore. {_PASSWORD_HELP}")(import_)
     app.add_typer(group, name="accounts")
-
-
-def settings_or_defaults(cli: CliState) -> Settings:
-    """config.yaml if the home has one (a broken one is an error), else the defaults."""
-    from function_node.config.home import config_path
-    from function_node.config.settings import Settings
-
-    return cli.settings() if config_path(cli.home).exists() else Settings()
 
 
 def new_key_password(cli: CliState, settings: Settings) -> str:
@@ -94,20 +92,16 @@ def _refuse_existing(path: Path, force: bool) -> None:
 
 def new(
     ctx: typer.Context,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing key file (keeps a backup).")
-    ] = False,
-    plaintext: Annotated[
-        bool, typer.Option("--plaintext", help="Write the legacy unencrypted format.")
-    ] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: node.keyFile).")] = None,
+    force: _Force = False,
+    plaintext: _Plaintext = False,
+    out: _Out = None,
 ) -> None:
     import os
 
     from function_node.signing import LocalSigner
 
     cli = state(ctx)
-    settings = settings_or_defaults(cli)
+    settings = cli.settings_or_defaults()
     path = _target(cli, settings, out)
     _refuse_existing(path, force)
     signer = LocalSigner(os.urandom(32))
@@ -125,7 +119,7 @@ def show(
     from function_node.keys import key_file_format, load_signer, resolve_password
 
     cli = state(ctx)
-    settings = settings_or_defaults(cli)
+    settings = cli.settings_or_defaults()
     path = _target(cli, settings, file)
     kind = key_file_format(path)
     password = resolve_password(settings, cli.home, prompt=True) if kind == "keystore" else None
@@ -153,16 +147,12 @@ def import_(
     keystore: Annotated[
         bool, typer.Option("--keystore", help="The input is a V3 keystore JSON (kept as it is).")
     ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing key file (keeps a backup).")
-    ] = False,
-    plaintext: Annotated[
-        bool, typer.Option("--plaintext", help="Write the legacy unencrypted format.")
-    ] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write (default: node.keyFile).")] = None,
+    force: _Force = False,
+    plaintext: _Plaintext = False,
+    out: _Out = None,
 ) -> None:
     cli = state(ctx)
-    settings = settings_or_defaults(cli)
+    settings = cli.settings_or_defaults()
     path = _target(cli, settings, out)
     _refuse_existing(path, force)
     source = str(file) if file is not None else "stdin"

@@ -31,11 +31,11 @@ def init(
         bool, typer.Option("--plaintext", help="Write the key in the legacy unencrypted format.")
     ] = False,
 ) -> None:
-    from function_node.cli.accounts import new_key_password, settings_or_defaults
+    from function_node.cli.accounts import new_key_password
     from function_node.config.home import init_home, key_path
 
     cli = state(ctx)
-    settings = settings_or_defaults(cli)
+    settings = cli.settings_or_defaults()
     key = key_path(cli.home, settings)
     password: str | None = None
     if not plaintext and (force or not key.exists()):

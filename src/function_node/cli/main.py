@@ -23,17 +23,18 @@ app = typer.Typer(
 )
 
 # Each module defines ``register(app)`` and keeps heavy imports inside its command functions.
+# The order is the order of `fxn --help`: set up, run, inspect, test, the companions.
 _COMMAND_MODULES: Final = (
+    "config",  # init, config check
     "accounts",
-    "config",
-    "scheduler",
-    "doctor",
-    "devnet",
     "start",
+    "status",
+    "doctor",
     "request",
     "challenge",
     "bench",
-    "status",
+    "scheduler",
+    "devnet",
 )
 
 

@@ -57,10 +57,10 @@ def _create_home_if_empty(cli: CliState) -> None:
 
     if config_path(cli.home).exists():
         return
-    from function_node.cli.accounts import new_key_password, settings_or_defaults
+    from function_node.cli.accounts import new_key_password
     from function_node.config.home import init_home
 
-    password = new_key_password(cli, settings_or_defaults(cli))
+    password = new_key_password(cli, cli.settings_or_defaults())
     for path in init_home(cli.home, password=password):
         typer.echo(f"created {path}")
     typer.echo(f"the node starts with the example backend.yaml; edit {cli.home / 'backend.yaml'} for yours")

@@ -30,6 +30,7 @@ __all__ = [
     "SchedulerRegistryPoll",
     "Settings",
     "StaticLists",
+    "rpc_url_list",
 ]
 
 
@@ -60,6 +61,18 @@ def _address_list(value: object) -> list[str]:
         if item.strip():
             out.append(_address(item))
     return out
+
+
+def rpc_url_list(value: object, key: str = "rpcProvider") -> list[str]:
+    """A JSON-RPC URL or a list of them, blanks dropped, each with an http(s) or ws(s) scheme."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError(f"{key} is a URL or a list of URLs")
+    urls = [i.strip() for i in items if i.strip()]
+    for url in urls:
+        if not url.startswith(("http://", "https://", "ws://", "wss://")):
+            raise ValueError(f"{key} {url!r} must start with http://, https://, ws:// or wss://")
+    return urls
 
 
 class NodeSettings(ConfigModel):
@@ -177,14 +190,7 @@ class Settings(ConfigModel):
     @field_validator("rpc_provider", mode="before")
     @classmethod
     def _rpc_list(cls, value: object) -> list[str]:
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError("rpcProvider is a URL or a list of URLs")
-        urls = [i.strip() for i in items if i.strip()]
-        for url in urls:
-            if not url.startswith(("http://", "https://", "ws://", "wss://")):
-                raise ValueError(f"rpcProvider {url!r} must start with http://, https://, ws:// or wss://")
-        return urls
+        return rpc_url_list(value)
 
     @field_validator("scheduler_address", mode="before")
     @classmethod

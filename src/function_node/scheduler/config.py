@@ -30,7 +30,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from function_node.config.durations import Duration
-from function_node.config.settings import ConfigModel
+from function_node.config.settings import ConfigModel, rpc_url_list
 from function_node.errors import ConfigError, ConfigProblem, SigningError
 from function_node.signing import normalize_address
 
@@ -106,10 +106,7 @@ class ProviderSource(ConfigModel):
     @field_validator("rpc_provider", mode="before")
     @classmethod
     def _rpc(cls, value: object) -> list[str]:
-        items = [value] if isinstance(value, str) else value
-        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
-            raise ValueError("providerRegistry.rpcProvider is a URL or a list of URLs")
-        return [i.strip() for i in items if i.strip()]
+        return rpc_url_list(value, "providerRegistry.rpcProvider")
 
     @field_validator("router_smart_contract_address")
     @classmethod
