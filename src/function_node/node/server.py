@@ -30,7 +30,7 @@ from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
 from function_node.signing import LocalSigner
 
-__all__ = ["reload_backends", "run_node", "serve"]
+__all__ = ["reload_backends", "run_node", "serve", "tune_gc"]
 
 _BACKLOG: Final = 2048
 _SUPERVISOR_POLL_S: Final = 0.2
@@ -41,7 +41,7 @@ _SUPERVISOR_POLL_S: Final = 0.2
 _GC_GEN0_THRESHOLD: Final = 7000
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """Freeze what start-up allocated and make young collections rarer (see _GC_GEN0_THRESHOLD).
 
     Everything alive once the app has started (modules, config, pools: ~100,000 tracked objects) lives
@@ -113,7 +113,7 @@ async def serve(
     )
     await runner.setup()
     runners.append(runner)
-    _tune_gc()
+    tune_gc()
     try:
         host, port = settings.node.listen_address, settings.node.listen_port
         await web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=_BACKLOG).start()
