@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.20;
 
+import "./Administered.sol";
+
 /// @title Gateways allowed to send signed requests to Function Nodes.
 /// @notice Entries are keyed by id; an owner may hold several. The node reads getActiveGatewaysLive()
 ///         with eth_call (it is non-view, like the live network's ABI).
-contract GatewayRegistry {
+contract GatewayRegistry is Administered {
     struct Gateway {
         address owner;
         bytes id;
@@ -13,7 +15,6 @@ contract GatewayRegistry {
         bool paused;
     }
 
-    address public admin;
     Gateway[] private entries;
     // keccak256(id) => index + 1 (0 = absent)
     mapping(bytes32 => uint256) private indexOf;
@@ -22,27 +23,9 @@ contract GatewayRegistry {
     event GatewayRegistered(address indexed owner, bytes id, string metadata);
     event GatewayPaused(bytes id, bool paused);
     event GatewayUpdated(bytes id, string metadata);
-    event AdminChanged(address indexed admin);
 
-    error NotAuthorized();
     error AlreadyRegistered(bytes id);
     error UnknownGateway(bytes id);
-    error BadInput();
-
-    modifier onlyAdmin() {
-        if (msg.sender != admin) revert NotAuthorized();
-        _;
-    }
-
-    constructor() {
-        admin = msg.sender;
-    }
-
-    function setAdmin(address newAdmin) external onlyAdmin {
-        if (newAdmin == address(0)) revert BadInput();
-        admin = newAdmin;
-        emit AdminChanged(newAdmin);
-    }
 
     /// Register a gateway owned by the caller.
     function registerGateway(bytes calldata id, string calldata metadata) external {

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.20;
 
+import "./Administered.sol";
+
 /// @title Providers (Function Nodes) and the model each entry serves.
 /// @notice An owner (a node's address) may hold several entries, one per model id.
-contract ProviderRegistry {
+contract ProviderRegistry is Administered {
     struct Provider {
         address owner;
         bytes id;
@@ -13,7 +15,6 @@ contract ProviderRegistry {
         bool paused;
     }
 
-    address public admin;
     Provider[] private entries;
     // keccak256(id) => index + 1 (0 = absent)
     mapping(bytes32 => uint256) private indexOf;
@@ -23,27 +24,9 @@ contract ProviderRegistry {
     event ProviderRegistered(address indexed owner, bytes id, uint256 modelId, string metadata);
     event ProviderPaused(bytes id, bool paused);
     event ProviderUpdated(bytes id, uint256 modelId, string metadata);
-    event AdminChanged(address indexed admin);
 
-    error NotAuthorized();
     error AlreadyRegistered(bytes id);
     error UnknownProvider(bytes id);
-    error BadInput();
-
-    modifier onlyAdmin() {
-        if (msg.sender != admin) revert NotAuthorized();
-        _;
-    }
-
-    constructor() {
-        admin = msg.sender;
-    }
-
-    function setAdmin(address newAdmin) external onlyAdmin {
-        if (newAdmin == address(0)) revert BadInput();
-        admin = newAdmin;
-        emit AdminChanged(newAdmin);
-    }
 
     /// Register a provider entry owned by the caller.
     function registerProvider(bytes calldata id, uint256 modelId, string calldata metadata) external {

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.20;
 
+import "./Administered.sol";
+
 /// @title Schedulers allowed to send challenges (the project's own; the devnet uses it).
-contract SchedulerRegistry {
-    address public admin;
+contract SchedulerRegistry is Administered {
     address[] private schedulers;
     // scheduler => index + 1 (0 = absent)
     mapping(address => uint256) private indexOf;
@@ -12,27 +13,9 @@ contract SchedulerRegistry {
 
     event SchedulerRegistered(address indexed scheduler);
     event SchedulerPaused(address indexed scheduler, bool paused);
-    event AdminChanged(address indexed admin);
 
-    error NotAuthorized();
     error AlreadyRegistered(address scheduler);
     error UnknownScheduler(address scheduler);
-    error BadInput();
-
-    modifier onlyAdmin() {
-        if (msg.sender != admin) revert NotAuthorized();
-        _;
-    }
-
-    constructor() {
-        admin = msg.sender;
-    }
-
-    function setAdmin(address newAdmin) external onlyAdmin {
-        if (newAdmin == address(0)) revert BadInput();
-        admin = newAdmin;
-        emit AdminChanged(newAdmin);
-    }
 
     function registerScheduler(address scheduler) external onlyAdmin {
         if (scheduler == address(0)) revert BadInput();
