@@ -34,8 +34,10 @@ from function_node.node.server import tune_gc
 from function_node.signing import LocalSigner
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
-from bench.proxy import GATEWAY_KEY, NODE_KEY  # noqa: E402 - after the path set-up above
+# The same development keys as bench/proxy.py, whose load generator the child process runs (imported
+# there, not here: mypy checks bench/ as loose files, and would see proxy.py under two names).
+GATEWAY_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil dev key 0
+NODE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil dev key 2
 
 LOAD = """
 import asyncio, sys, uvloop

@@ -91,15 +91,16 @@ class RegistrySet:
         return task
 
     async def _report_registration(self) -> None:
+        providers = self.chain_registry("provider")
+        if not self.node_address or providers is None or self.reader is None:
+            return
+        # Imported here, after the early return: it pulls in web3, which a node on static lists never needs.
         from function_node.node.registration import (
             log_registration,
             lookup_registration,
             registration_from_entries,
         )
 
-        providers = self.chain_registry("provider")
-        if not self.node_address or providers is None or self.reader is None:
-            return
         try:
             async with asyncio.timeout(self.first_refresh_timeout):
                 self.registration = await lookup_registration(self.reader, self.node_address)
