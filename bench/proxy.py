@@ -204,8 +204,6 @@ def start_processes(
             "node": {"listenAddress": "127.0.0.1", "listenPort": port, "keyFile": "nodekey.json"},
             "logger": {"verbosity": log_level, "format": "json"},
             "registry": {"static": {"gateways": [gateway.address], "schedulers": []}, "bypassAuth": bypass},
-            # 1,000 concurrent streams need 1,000 upstream connections at once.
-            "proxy": {"maxIdleConns": 1200},
         }
         (home / "config.yaml").write_text(yaml.safe_dump(config))
         models = {

@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.fixtures.backend",
     "tests.fixtures.node",
     "tests.fixtures.anvil",
+    "tests.fixtures.logs",
 ]

@@ -123,6 +123,9 @@ REFUSED = "URL refused: it is neither a configured backend nor under challenge.e
         ("file:///etc/passwd", "URL refused: only http:// and https:// URLs with a host can be probed"),
         ("https://{host}/v1", REFUSED),  # another scheme (and so another port) is another origin
         ("http://127.0.0.1:99999/", "URL refused: not a valid URL (Port out of range 0-65535)"),
+        # loopback ports that no backend is configured on: a probe is not a local port scanner
+        ("http://127.0.0.1:{free}/", REFUSED),
+        ("http://localhost:{next_port}/v1/models", REFUSED),
     ],
 )
 async def test_refused_urls(
@@ -134,7 +137,9 @@ async def test_refused_urls(
     base, seen = upstream
     ctx = challenge_ctx_factory({"challenge": {"endpointAllowlist": [base + "/tools"]}}, _backends(base))
     host = base.removeprefix("http://")
-    url = suffix_or_url.format(host=host) if "//" in suffix_or_url else base + suffix_or_url
+    port = int(host.rsplit(":", 1)[1])
+    fields = {"host": host, "free": free_port(), "next_port": port + 1}
+    url = suffix_or_url.format(**fields) if "//" in suffix_or_url else base + suffix_or_url
     with pytest.raises(ChallengeError) as info:
         await EndpointChallenge().run(url, ctx)
     assert (info.value.status, info.value.code, str(info.value)) == (400, "endpoint_not_allowed", message)

@@ -1,21 +1,31 @@
-"""The CPU (numpy) and torch paths agree bit for bit; the CUDA check runs only where a GPU exists."""
+"""The CPU (numpy) and torch paths agree bit for bit; the CUDA check runs only where a GPU exists.
+
+Only the tests that compare against torch need torch: the numpy-only checks run without it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from types import ModuleType
 
 import numpy as np
 import pytest
 
 from function_node.challenges.matmul.commitment import row_digests_np
-from function_node.challenges.matmul.compute import NumpyBackend, sample_positions
-from function_node.challenges.matmul.generate import Seed, generate_matrix_np, generate_rows_np
+from function_node.challenges.matmul.compute import NumpyBackend, TorchBackend, sample_positions
+from function_node.challenges.matmul.generate import (
+    Seed,
+    generate_matrix_np,
+    generate_rows_np,
+    generate_rows_torch,
+)
 
-torch = pytest.importorskip("torch")
 
-from function_node.challenges.matmul.compute import TorchBackend  # noqa: E402
-from function_node.challenges.matmul.generate import generate_rows_torch  # noqa: E402
+@pytest.fixture
+def torch() -> ModuleType:
+    """torch, or a skip for the test that asked for it (compute.py imports torch lazily)."""
+    return pytest.importorskip("torch")
 
 
 def _seed(n: int) -> Seed:
@@ -23,7 +33,7 @@ def _seed(n: int) -> Seed:
 
 
 @pytest.mark.parametrize("n", [64, 256, 1024])
-def test_numpy_and_torch_cpu_are_bit_identical(n: int) -> None:
+def test_numpy_and_torch_cpu_are_bit_identical(torch: ModuleType, n: int) -> None:
     seed = _seed(n)
     with ThreadPoolExecutor(2) as pool:
         cpu = NumpyBackend(executor=pool).compute(n, seed)
@@ -37,6 +47,7 @@ def test_numpy_and_torch_cpu_are_bit_identical(n: int) -> None:
 
 
 @pytest.mark.parametrize("n", [1, 3, 17, 100])
+@pytest.mark.usefixtures("torch")
 def test_torch_pads_sizes_that_int_mm_cannot_take(n: int) -> None:
     # torch._int_mm wants dims that are multiples of 8 and more than 16 rows; padding must not leak.
     seed = _seed(n)
@@ -72,9 +83,10 @@ def test_float64_gemm_is_exact_at_the_extremes() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("n", [64, 256, 1024, 4096])
-def test_cuda_and_cpu_are_bit_identical(n: int) -> None:
+def test_cuda_and_cpu_are_bit_identical(torch: ModuleType, n: int) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
     seed = _seed(n)
     with ThreadPoolExecutor(2) as pool:
         cpu = NumpyBackend(executor=pool).compute(n, seed)

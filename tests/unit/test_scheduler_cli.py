@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from function_node.devnet.process import free_port
+from function_node.keys import write_plaintext
 from function_node.scheduler.store import ResultRecord, SchedulerStore
-from tests.fixtures.foundation import FxnCli
+from function_node.signing import LocalSigner
+from tests.fixtures.common import DEV_KEYS
+from tests.fixtures.foundation import CliResult, FxnCli
 
 ADDRESS = "0x" + "ab" * 20
 
@@ -90,3 +97,31 @@ def test_run_with_missing_key_is_a_runtime_failure(fxn_cli: FxnCli, tmp_path: Pa
     assert result.stderr.strip().startswith(
         f"error: key file {tmp_path / 'schedulerkey.json'} does not exist"
     )
+
+
+def _run_against_a_dead_node(fxn_cli: FxnCli, tmp_path: Path, logger: str) -> CliResult:
+    # The node is a free loopback port nobody listens on: the round runs, fails, and is logged.
+    write_plaintext(tmp_path / "schedulerkey.json", LocalSigner.from_hex(DEV_KEYS[1]))
+    config = tmp_path / "scheduler.yaml"
+    config.write_text(
+        f'nodes: [{{url: "http://127.0.0.1:{free_port()}"}}]\n'
+        "inference: {enabled: false}\nrequestTimeout: 5s\n" + logger
+    )
+    return fxn_cli("scheduler", "run", "--once", "--config", str(config))
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_run_logs_as_the_scheduler_config_says(fxn_cli: FxnCli, tmp_path: Path) -> None:
+    result = _run_against_a_dead_node(fxn_cli, tmp_path, "logger: {verbosity: info, format: json}\n")
+    assert result.code == 1  # the node did not answer
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    (round_line,) = [e for e in events if e["event"] == "scheduler_round"]
+    assert (round_line["level"], round_line["nodes"], round_line["passed"]) == ("info", 1, False)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_run_default_logging_is_warnings_on_the_console(fxn_cli: FxnCli, tmp_path: Path) -> None:
+    result = _run_against_a_dead_node(fxn_cli, tmp_path, "")
+    assert result.code == 1
+    assert "scheduler_round" not in result.stderr  # an info line, below the default "warn"
+    assert not any(line.startswith("{") for line in result.stderr.splitlines())

@@ -81,3 +81,13 @@ def test_registry_source_alone_is_enough(tmp_path: Path) -> None:
 )
 def test_node_url_from_metadata(metadata: str, url: str | None) -> None:
     assert node_url_from_metadata(metadata) == url
+
+
+def test_logger_section_defaults_and_values(tmp_path: Path) -> None:
+    node = 'nodes: [{url: "http://x:1"}]\n'
+    default = load_scheduler_config(write(tmp_path, node)).logger
+    assert (default.verbosity, default.format) == ("warn", "console")
+    chosen = load_scheduler_config(write(tmp_path, node + "logger: {verbosity: debug, format: json}\n"))
+    assert (chosen.logger.verbosity, chosen.logger.format) == ("debug", "json")
+    with pytest.raises(ConfigError, match=r"logger\.verbosity: Input should be 'debug', 'info'"):
+        load_scheduler_config(write(tmp_path, node + "logger: {verbosity: loud}\n"))

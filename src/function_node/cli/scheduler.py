@@ -63,7 +63,7 @@ def run(
 
     cfg = _config(ctx, config)
     signer = _signer(cfg)
-    configure_logging("debug" if state(ctx).debug else "warn", "console")
+    configure_logging("debug" if state(ctx).debug else cfg.logger.verbosity, cfg.logger.format)
     console = Console()
     console.print(f"scheduler {signer.address}: database {cfg.database_path}, interval {cfg.interval:g}s")
 

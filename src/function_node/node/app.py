@@ -27,6 +27,7 @@ from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.health import add_status_routes
 from function_node.node.observe import install_request_id, observe_middleware
 from function_node.node.proxy import add_openai_routes
+from function_node.node.upstream import IdleCappedConnector
 from function_node.signing import LocalSigner, to_checksum_address
 
 __all__ = ["backends_lifespan", "create_app", "upstream_session"]
@@ -34,9 +35,8 @@ __all__ = ["backends_lifespan", "create_app", "upstream_session"]
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
     """The one client session to every backend: pooled keep-alive connections, bodies untouched."""
-    connector = aiohttp.TCPConnector(
-        limit=settings.proxy.max_idle_conns,
-        limit_per_host=0,
+    connector = IdleCappedConnector(
+        max_idle=settings.proxy.max_idle_conns,
         keepalive_timeout=settings.proxy.idle_conn_timeout,
     )
     # No session-wide timeout: each model's pool passes its own (connect / firstByte / total).

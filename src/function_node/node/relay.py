@@ -3,7 +3,8 @@
 aiohttp errors are translated here, once, into :class:`UpstreamError`:
 
 * the connection is refused or times out (connect): the backend is marked unhealthy and the request
-  goes to another backend of the model; when none is left, 502 ``backend_unreachable``;
+  goes to another backend of the model; when none is left, 504 ``backend_timeout`` if the last
+  attempt timed out connecting, else 502 ``backend_unreachable``;
 * nothing arrives within ``timeouts.firstByte`` (headers or first body byte), or ``timeouts.total``
   passes: 504 ``backend_timeout``;
 * the backend breaks an answer before the client got any byte: 502 ``backend_error``;
@@ -108,6 +109,20 @@ def _timeout_error(model: str, what: str, seconds: float | None) -> UpstreamErro
     )
 
 
+def _exhausted(pool: BackendPool, failure: _UnreachableError) -> UpstreamError:
+    """The answer once every backend failed before answering, judged by the last failure: a
+    connect timeout means the backend may be alive but slow (504), anything else that it could
+    not be reached at all (502)."""
+    if failure.kind == "connect_timeout":
+        return _timeout_error(pool.name, "connect_timeout", pool.timeout.sock_connect)
+    return UpstreamError(
+        502,
+        f"no backend of model {pool.name!r} could be reached (last: {failure})",
+        code="backend_unreachable",
+        kind=failure.kind,
+    )
+
+
 async def forward(
     request: web.Request, pool: BackendPool, body: bytes, metrics: NodeMetrics
 ) -> web.StreamResponse:
@@ -122,12 +137,7 @@ async def forward(
         except UpstreamError as exc:
             if failure is None or exc.status == 429:
                 raise
-            raise UpstreamError(
-                502,
-                f"no backend of model {pool.name!r} could be reached (last: {failure})",
-                code="backend_unreachable",
-                kind=failure.kind,
-            ) from exc
+            raise _exhausted(pool, failure) from exc
         tried.append(backend)
         try:
             return await _exchange(
@@ -266,8 +276,13 @@ async def _relay_stream(
         last = chunk
         try:
             chunk = await content.readany()
-        except TimeoutError as exc:
-            failure, kind = f"the backend stopped sending ({type(exc).__name__})", "midstream_timeout"
+        except aiohttp.SocketTimeoutError:
+            failure = f"the backend sent nothing for {pool.timeout.sock_read:g}s (timeouts.firstByte)"
+            kind = "midstream_timeout"
+            break
+        except TimeoutError:
+            failure = f"the answer took longer than {pool.timeout.total:g}s (timeouts.total)"
+            kind = "total_timeout"
             break
         except aiohttp.ClientError as exc:
             failure, kind = f"the backend broke the stream ({type(exc).__name__})", "midstream"

@@ -13,6 +13,7 @@ requestTimeout: "120s"
 matmul: { size: 1024, rows: 16, backend: "auto" }
 inference: { model: "", prompt: "Say hello.", maxTokens: 16 }   # model "" = the node's first model
 metrics: { listenAddress: "127.0.0.1:9464" }                    # "" = no /metrics listener
+logger: { verbosity: "warn", format: "console" }                # as in config.yaml; --debug wins
 nodes:
   - url: "http://127.0.0.1:8080"
     address: "0x..."             # optional: the address IDENTITY must answer with
@@ -30,7 +31,7 @@ import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from function_node.config.durations import Duration
-from function_node.config.settings import ConfigModel, rpc_url_list
+from function_node.config.settings import ConfigModel, LoggerSettings, rpc_url_list
 from function_node.errors import ConfigError, ConfigProblem, SigningError
 from function_node.signing import normalize_address
 
@@ -127,6 +128,10 @@ class SchedulerConfig(ConfigModel):
     matmul: MatmulProbe = Field(default_factory=MatmulProbe)
     inference: InferenceProbe = Field(default_factory=InferenceProbe)
     metrics: SchedulerMetricsSettings = Field(default_factory=SchedulerMetricsSettings)
+    # Defaults keep the terminal for the round tables: warnings only, rendered for a person.
+    logger: LoggerSettings = Field(
+        default_factory=lambda: LoggerSettings(verbosity="warn", format="console")
+    )
     nodes: list[NodeTarget] = Field(default_factory=list)
     provider_registry: ProviderSource = Field(default_factory=ProviderSource)
     # Addresses that are never probed even if the registry lists them (e.g. a provider under review).
