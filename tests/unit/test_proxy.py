@@ -22,6 +22,8 @@ from tests.fixtures.backend import (
     HANG_BEFORE_HEADERS,
     MIDSTREAM_EVENTS,
     SLOW_STREAM,
+    STATUS_422,
+    STATUS_422_BODY,
     STATUS_500,
     FakeBackend,
 )
@@ -31,7 +33,15 @@ CHAT = {"model": "dev", "messages": [{"role": "user", "content": "hello there"}]
 
 
 def _fault_models(url: str, **extra: object) -> list[dict[str, object]]:
-    names = ["dev", HANG_BEFORE_HEADERS, HANG_AFTER_HEADERS, DIE_MIDSTREAM, STATUS_500, SLOW_STREAM]
+    names = [
+        "dev",
+        HANG_BEFORE_HEADERS,
+        HANG_AFTER_HEADERS,
+        DIE_MIDSTREAM,
+        STATUS_500,
+        STATUS_422,
+        SLOW_STREAM,
+    ]
     docs = [model_doc(n, [url], **extra) for n in names]
     for doc in docs:
         doc["timeouts"] = {"connect": "2s", "firstByte": "0.5s", "total": "30s"}
@@ -136,6 +146,40 @@ async def test_backend_500_relayed_as_is(
         )
         == 1
     )
+
+
+async def test_backend_422_relayed_byte_for_byte(
+    fake_backend: FakeBackend, proxy_client: ProxyClient, metrics: NodeMetrics
+) -> None:
+    client = await proxy_client(backend_config(*_fault_models(fake_backend.url)))
+    resp = await client.post("/v1/chat/completions", data=orjson.dumps({**CHAT, "model": STATUS_422}))
+    assert resp.status == 422
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert await resp.read() == STATUS_422_BODY
+    # The backend's refusal of the request is not a fault of the backend.
+    assert (
+        metrics.registry.get_sample_value(
+            "fxn_upstream_errors_total",
+            {"model": STATUS_422, "backend": fake_backend.url, "kind": "status_5xx"},
+        )
+        is None
+    )
+    ready = await (await client.get("/ready")).json()
+    assert all(b["healthy"] for b in ready["backends"])
+
+
+async def test_post_models_lists_the_same_as_get(
+    fake_backend: FakeBackend, proxy_client: ProxyClient
+) -> None:
+    doc = model_doc("dev", [fake_backend.url], fxnId="3")
+    client = await proxy_client(backend_config(doc, model_doc("other", [fake_backend.url])))
+    got = await client.get("/v1/models")
+    posted = await client.post("/v1/models", data=b"{}")
+    assert got.status == posted.status == 200
+    listing = await got.json()
+    assert await posted.json() == listing
+    assert [(m["id"], m["fxn_id"]) for m in listing["data"]] == [("dev", "3"), ("other", None)]
+    assert fake_backend.seen == []  # answered by the node itself
 
 
 @pytest.mark.parametrize("model", [HANG_BEFORE_HEADERS, HANG_AFTER_HEADERS])

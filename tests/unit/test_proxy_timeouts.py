@@ -118,9 +118,7 @@ async def test_total_timeout_mid_stream_ends_with_error_event(
 ) -> None:
     # 400 tokens 0.05s apart take 20s; the stream starts at once and is cut at 1.5s.
     timeouts = {"connect": "2s", "firstByte": "20s", "total": "1.5s"}
-    client = await proxy_client(
-        backend_config(model_doc(SLOW_STREAM, [fake_backend.url], timeouts=timeouts))
-    )
+    client = await proxy_client(backend_config(model_doc(SLOW_STREAM, [fake_backend.url], timeouts=timeouts)))
     body = orjson.dumps({**CHAT, "model": SLOW_STREAM, "stream": True, "max_tokens": 400})
     resp = await client.post("/v1/chat/completions", data=body)
     assert resp.status == 200

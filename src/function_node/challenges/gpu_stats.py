@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from function_node.challenges.gpu_sources import (
     NVIDIA_SMI_FIELDS,
@@ -22,7 +22,16 @@ from function_node.challenges.gpu_sources import (
     read_nvml,
 )
 
-__all__ = ["Runner", "collect_gpu_stats", "run_tool"]
+if TYPE_CHECKING:
+    from function_node.metrics import NodeMetrics
+
+__all__ = [
+    "Runner",
+    "collect_gpu_stats",
+    "export_gpu_metrics",
+    "import_nvml",
+    "run_tool",    "update_gpu_metrics",
+]
 
 TOOL_TIMEOUT_S: Final = 5.0
 NVIDIA_SMI_ARGS: Final = ("--query-gpu=" + ",".join(NVIDIA_SMI_FIELDS), "--format=csv,noheader,nounits")
@@ -57,7 +66,7 @@ def run_tool(argv: list[str]) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def _import_nvml() -> Any:
+def import_nvml() -> Any:
     import pynvml
 
     return pynvml
@@ -66,7 +75,7 @@ def _import_nvml() -> Any:
 def collect_gpu_stats(
     *,
     runner: Runner = run_tool,
-    nvml: Callable[[], Any] | None = _import_nvml,
+    nvml: Callable[[], Any] | None = import_nvml,
     environ: Mapping[str, str] | None = None,
     platform: str = sys.platform,
 ) -> list[dict[str, Any]]:
@@ -94,3 +103,30 @@ def collect_gpu_stats(
     for item in entries:
         item["ld_preload"] = preload
     return entries
+
+
+def export_gpu_metrics(metrics: NodeMetrics, gpus: list[dict[str, Any]]) -> None:
+    """NVML figures go to the GPU gauges (SPEC §10); tool-parsed figures are not exported."""
+    for index, gpu in enumerate(gpus):
+        if gpu.get("source") != "nvml":
+            continue
+        labels = (str(index), str(gpu.get("name") or ""))
+        if gpu.get("vram_total_mb") is not None:
+            metrics.gpu_memory_total.labels(*labels).set(gpu["vram_total_mb"] * (1 << 20))
+        if gpu.get("vram_used_mb") is not None:
+            metrics.gpu_memory_used.labels(*labels).set(gpu["vram_used_mb"] * (1 << 20))
+        if gpu.get("utilization_gpu_pct") is not None:
+            metrics.gpu_utilization.labels(*labels).set(gpu["utilization_gpu_pct"] / 100)
+
+
+def update_gpu_metrics(metrics: NodeMetrics, nvml: Callable[[], Any] = import_nvml) -> bool:
+    """Read NVML now and set the GPU gauges; False, with nothing set, where NVML is absent or fails.
+
+    Only NVML: it is a library call, cheap enough to repeat; the tools are subprocesses. Blocking.
+    """
+    try:
+        gpus = read_nvml(nvml())
+    except Exception:  # no pynvml, no libnvidia-ml, no driver: there is nothing to export
+        return False
+    export_gpu_metrics(metrics, gpus)
+    return True

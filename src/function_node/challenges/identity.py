@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from function_node.challenges.base import ChallengeContext
-from function_node.challenges.gpu_stats import collect_gpu_stats
+from function_node.challenges.gpu_stats import collect_gpu_stats, export_gpu_metrics
 from function_node.errors import ChallengeError
 
 __all__ = ["IdentityChallenge", "discover_ip", "identity_message", "system_info"]
@@ -87,7 +87,7 @@ class IdentityChallenge:
             )
         ip_address = ctx.settings.node.public_address or await asyncio.to_thread(self.discover)
         gpus = await asyncio.to_thread(self.gpu_stats)
-        _export_gpu_metrics(ctx, gpus)
+        export_gpu_metrics(ctx.metrics, gpus)
         address = ctx.signer.address
         return {
             "address": address,
@@ -104,16 +104,3 @@ class IdentityChallenge:
     async def close(self) -> None:
         return None
 
-
-def _export_gpu_metrics(ctx: ChallengeContext, gpus: list[dict[str, Any]]) -> None:
-    """NVML figures go to the GPU gauges (SPEC §10); tool-parsed figures are not exported."""
-    for index, gpu in enumerate(gpus):
-        if gpu.get("source") != "nvml":
-            continue
-        labels = (str(index), str(gpu.get("name") or ""))
-        if gpu.get("vram_total_mb") is not None:
-            ctx.metrics.gpu_memory_total.labels(*labels).set(gpu["vram_total_mb"] * (1 << 20))
-        if gpu.get("vram_used_mb") is not None:
-            ctx.metrics.gpu_memory_used.labels(*labels).set(gpu["vram_used_mb"] * (1 << 20))
-        if gpu.get("utilization_gpu_pct") is not None:
-            ctx.metrics.gpu_utilization.labels(*labels).set(gpu["utilization_gpu_pct"] / 100)
