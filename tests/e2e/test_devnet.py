@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from function_node.devnet.process import ManagedProcess, free_port
 from function_node.scheduler.checks import CHECKS
 from function_node.scheduler.store import SchedulerStore
 
@@ -129,3 +130,38 @@ def test_without_once_it_stays_up_until_sigint_and_then_stops_everything(tmp_pat
     while listening(port) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not listening(port)
+
+
+def test_once_against_a_separately_started_backend_passes(tmp_path: Path) -> None:
+    # A real OpenAI-compatible server that `devnet up` did not start: the development backend, run
+    # as its own process on a free port and serving a model id of this test's choosing.
+    port = free_port()
+    backend = ManagedProcess(
+        "backend",
+        [
+            sys.executable,
+            "-m",
+            "function_node.devnet.dev_backend",
+            "--port",
+            str(port),
+            "--model",
+            "own-model",
+        ],
+        tmp_path / "backend.log",
+        port=port,
+    )
+    with backend:
+        done = devnet(
+            tmp_path / "net", "--once", "--backend", f"http://127.0.0.1:{port}", "--model", "own-model"
+        )
+        assert backend.running  # devnet stops what it started, not the backend it was given
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED" not in done.stdout
+    backends = yaml.safe_load((tmp_path / "net" / "node-0" / "backend.yaml").read_text())
+    assert [(m["name"], [b["url"] for b in m["backends"]]) for m in backends["models"]] == [
+        ("own-model", [f"http://127.0.0.1:{port}"])
+    ]
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") > 3}
+    assert "development backend" not in rows  # it used the given backend and started none of its own
+    assert "passed" in rows["chat completion (openai SDK, streamed)"]
+    assert "1/1 backends up" in rows["scheduler: endpoint"]

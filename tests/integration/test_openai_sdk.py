@@ -85,6 +85,15 @@ def test_models_list(sdk: OpenAI) -> None:
     assert [(m.id, getattr(m, "fxn_id", None)) for m in models.data] == [("dev-chat", "7")]
 
 
+def test_post_models_is_the_same_list(node: NodeProcess, gateway_signer: LocalSigner) -> None:
+    with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+        posted = http.post(node.url + "/v1/models", content=b"")
+        got = http.get(node.url + "/v1/models")
+    assert posted.status_code == got.status_code == 200
+    assert posted.json() == got.json()
+    assert [(m["id"], m["fxn_id"]) for m in posted.json()["data"]] == [("dev-chat", "7")]
+
+
 def test_unknown_model_is_404(sdk: OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         sdk.chat.completions.create(model="no-such-model", messages=PROMPT)

@@ -16,8 +16,11 @@ from tests.fixtures.backend import (
     HANG_BEFORE_HEADERS,
     MIDSTREAM_EVENTS,
     SLOW_STREAM,
+    STATUS_422,
+    STATUS_422_BODY,
     STATUS_500,
     FakeBackend,
+    blackhole,
 )
 from tests.fixtures.node import NodeProcess, model_doc
 
@@ -45,7 +48,7 @@ def faulty_node(
 ) -> NodeProcess:
     models = [
         model_doc(name, [fake_backend.url])
-        for name in ("dev", HANG_BEFORE_HEADERS, DIE_MIDSTREAM, STATUS_500)
+        for name in ("dev", HANG_BEFORE_HEADERS, DIE_MIDSTREAM, STATUS_500, STATUS_422)
     ]
     models[1]["timeouts"] = {"connect": "2s", "firstByte": "1s", "total": "30s"}
     slow = model_doc(SLOW_STREAM, [])
@@ -72,6 +75,32 @@ def test_refused_backend_fails_over(
     assert {b["url"]: b["healthy"] for b in ready["backends"]} == {dead: False, fake_backend.url: True}
     metrics = httpx.get(node.url + "/metrics").text
     assert f'fxn_upstream_errors_total{{backend="{dead}",kind="connect",model="dev"}} 1.0' in metrics
+
+
+def test_backend_that_never_accepts_is_504(
+    node_factory: Callable[..., NodeProcess], gateway_signer: LocalSigner, http: httpx.Client
+) -> None:
+    with blackhole() as silent:
+        doc = model_doc("dev", [silent], timeouts={"connect": "0.3s", "firstByte": "5s", "total": "30s"})
+        node = node_factory(models=[doc], gateways=[gateway_signer.address], schedulers=[])
+        resp = _post(http, node, CHAT)
+    assert resp.status_code == 504
+    assert resp.json()["error"] == {
+        "message": "backend of model 'dev' timed out: connect_timeout (0.3s)",
+        "type": "upstream_error",
+        "code": "backend_timeout",
+    }
+    metrics = httpx.get(node.url + "/metrics").text
+    assert (
+        f'fxn_upstream_errors_total{{backend="{silent}",kind="connect_timeout",model="dev"}} 1.0' in metrics
+    )
+
+
+def test_backend_422_relayed_as_is(faulty_node: NodeProcess, http: httpx.Client) -> None:
+    resp = _post(http, faulty_node, {**CHAT, "model": STATUS_422})
+    assert resp.status_code == 422
+    assert resp.content == STATUS_422_BODY
+    assert resp.headers["X-Fxn-Node"] == faulty_node.signer.address
 
 
 def test_hang_before_first_byte_is_504(
@@ -131,6 +160,7 @@ def test_max_concurrency_full_is_429(faulty_node: NodeProcess, http: httpx.Clien
         (b"{this is not json", 400, "invalid_json"),
         ({"messages": []}, 400, "missing_model"),
         ({**CHAT, "model": STATUS_500}, 500, "fake_500"),
+        ({**CHAT, "model": STATUS_422}, 422, "fake_422"),
     ],
 )
 def test_error_answers(

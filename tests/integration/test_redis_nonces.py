@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
+import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from function_node.client import FxnSigner
+from function_node.client import FxnAuth, FxnSigner
 from function_node.devnet.redis_server import RedisServer
 from function_node.errors import NonceStoreError
 from function_node.metrics import NodeMetrics
 from function_node.node.nonces import RedisNonceStore
 from function_node.signing import LocalSigner
 from tests.fixtures.auth import ClientFactory, make_context
+from tests.fixtures.backend import FakeBackend
+from tests.fixtures.node import NodeProcess, model_doc
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +121,38 @@ async def test_two_apps_sharing_redis_refuse_each_others_replays(
     headers = FxnSigner(gateway_signer).headers("POST", "/v1/echo", BODY)
     assert await post(clients[0], headers) == (200, "")
     assert await post(clients[1], headers) == (401, "replayed_nonce")
+
+
+def test_node_process_fails_closed_while_redis_is_down_and_recovers_by_itself(
+    redis_server: RedisServer,
+    fake_backend: FakeBackend,
+    node_factory: Callable[..., NodeProcess],
+    gateway_signer: LocalSigner,
+) -> None:
+    node = node_factory(
+        models=[model_doc("dev", [fake_backend.url])],
+        gateways=[gateway_signer.address],
+        schedulers=[],
+        config={"nonceCache": {"backend": "redis", "redisUrl": redis_server.url}},
+    )
+    chat = b'{"model":"dev","messages":[{"role":"user","content":"hi"}],"max_tokens":2}'
+    with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+
+        def send() -> httpx.Response:
+            return http.post(node.url + "/v1/chat/completions", content=chat)
+
+        assert send().status_code == 200
+        redis_server.stop()
+        down = send()
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "nonce_store_unavailable"
+        assert str(redis_server.port) in down.json()["error"]["message"]
+        assert node.process.running  # failing closed, not crashing
+        redis_server.start()  # same port; the node is not restarted
+        again = send()
+        assert again.status_code == 200
+        assert again.json()["object"] == "chat.completion"
+    # Only the two admitted requests reached the backend.
+    assert len(fake_backend.requests_for("dev")) == 2
+    refused = node.wait_for_log(lambda d: d.get("event") == "request" and d.get("status") == 503)
+    assert refused["reason"] == "nonce_store_unavailable"

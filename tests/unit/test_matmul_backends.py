@@ -25,7 +25,8 @@ from function_node.challenges.matmul.generate import (
 @pytest.fixture
 def torch() -> ModuleType:
     """torch, or a skip for the test that asked for it (compute.py imports torch lazily)."""
-    return pytest.importorskip("torch")
+    module: ModuleType = pytest.importorskip("torch")
+    return module
 
 
 def _seed(n: int) -> Seed:

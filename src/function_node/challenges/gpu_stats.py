@@ -30,7 +30,8 @@ __all__ = [
     "collect_gpu_stats",
     "export_gpu_metrics",
     "import_nvml",
-    "run_tool",    "update_gpu_metrics",
+    "run_tool",
+    "update_gpu_metrics",
 ]
 
 TOOL_TIMEOUT_S: Final = 5.0

@@ -103,4 +103,3 @@ class IdentityChallenge:
 
     async def close(self) -> None:
         return None
-

@@ -129,9 +129,7 @@ class SchedulerConfig(ConfigModel):
     inference: InferenceProbe = Field(default_factory=InferenceProbe)
     metrics: SchedulerMetricsSettings = Field(default_factory=SchedulerMetricsSettings)
     # Defaults keep the terminal for the round tables: warnings only, rendered for a person.
-    logger: LoggerSettings = Field(
-        default_factory=lambda: LoggerSettings(verbosity="warn", format="console")
-    )
+    logger: LoggerSettings = Field(default_factory=lambda: LoggerSettings(verbosity="warn", format="console"))
     nodes: list[NodeTarget] = Field(default_factory=list)
     provider_registry: ProviderSource = Field(default_factory=ProviderSource)
     # Addresses that are never probed even if the registry lists them (e.g. a provider under review).
