@@ -3,7 +3,8 @@
 ``create_app`` only wires; nothing is opened until the app starts. The lifespan (one
 ``cleanup_ctx`` entry) opens, in order, the upstream HTTP client, the nonce store, the registries,
 the backend pools with their health checks and the challenge registry, and closes them in reverse
-order when the server has drained. Nothing lives at module level, so tests build apps freely.
+order when the server has drained. A second entry refreshes the GPU gauges every 15 s, only where
+NVML answers. Nothing lives at module level, so tests build apps freely.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from function_node.metrics import NodeMetrics
 from function_node.node.auth import add_node_header, auth_middleware
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
+from function_node.node.gpu_metrics import gpu_metrics_ctx
 from function_node.node.health import add_status_routes
 from function_node.node.observe import install_request_id, observe_middleware
 from function_node.node.proxy import add_openai_routes
@@ -157,4 +159,5 @@ def create_app(
             yield
 
     app.cleanup_ctx.append(lifespan)
+    app.cleanup_ctx.append(gpu_metrics_ctx)  # after lifespan: it reads app[CONTEXT].metrics
     return app
