@@ -108,7 +108,7 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
             except asyncio.CancelledError:
                 status = _CLIENT_CLOSED
                 raise
-            except Exception:
+            except Exception:  # the last line of defence: logged with its traceback, answered as a 500
                 log.exception("unhandled error")
                 response = _error_response(500, "internal error", "internal_error", "server_error", {})
             status = response.status

@@ -118,7 +118,7 @@ def _nvml_sees_a_gpu() -> bool:
         return False
     try:
         return int(pynvml.nvmlDeviceGetCount()) > 0
-    except Exception:
+    except Exception:  # an NVMLError after init (driver mismatch, lost GPU): no usable GPU
         return False
     finally:
         with contextlib.suppress(Exception):
