@@ -27,14 +27,14 @@ from function_node.client import FxnSigner
 from function_node.config.settings import Settings
 from function_node.devnet.redis_server import RedisServer
 from function_node.metrics import NodeMetrics
-from function_node.node.auth import add_node_header, auth_middleware
-from function_node.node.auth_checks import parse_auth_headers
+from function_node.node.app import node_application
 from function_node.node.caller import caller_of
 from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.nonces import MemoryNonceStore, NonceStore, RedisNonceStore
+from function_node.protocol import legacy_message, parse_auth_headers, response_message
 from function_node.registry.directory import CallerDirectory
 from function_node.registry.static import StaticRegistry
-from function_node.signing import LocalSigner, body_sha256, legacy_message, recover_address, response_message
+from function_node.signing import LocalSigner, body_sha256, recover_address
 
 KEYS = (
     "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",  # anvil dev key 0: gateway
@@ -90,7 +90,11 @@ def micro(rounds: int, n: int) -> list[tuple[str, float]]:
 
     def sign_response(k: int) -> None:
         for _ in range(k):
-            node.sign(response_message(body_sha256(BODY), "n", body_sha256(b'{"ok":true}')))
+            node.sign(
+                response_message(
+                    node.address, gateway.address, body_sha256(BODY), "n", 200, body_sha256(b'{"ok":true}')
+                )
+            )
 
     return [
         ("parse 4 headers", per_op_us(parse, n, rounds)),
@@ -129,9 +133,8 @@ def make_app(store: NonceStore, gateway: LocalSigner, node: LocalSigner) -> web.
         nonces=store,
         metrics=NodeMetrics(CollectorRegistry()),
     )
-    app = web.Application(middlewares=[auth_middleware])
+    app = node_application(ctx.settings, ctx.metrics)
     app[CONTEXT] = ctx
-    app.on_response_prepare.append(add_node_header)
     app.router.add_post("/v1/echo", echo)
     app.router.add_post("/plain/echo", plain_echo)
     return app

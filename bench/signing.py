@@ -15,13 +15,8 @@ from collections.abc import Callable
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
-from function_node.signing import (
-    LocalSigner,
-    body_sha256,
-    legacy_message,
-    recover_address,
-    v2_message,
-)
+from function_node.protocol import legacy_message, v2_message
+from function_node.signing import LocalSigner, body_sha256, recover_address
 
 KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # public dev key (anvil #0)
 

@@ -6,6 +6,7 @@ Every error the package raises on purpose derives from :class:`FxnError`::
     ├── ConfigError          a config.yaml / backend.yaml problem (exit code 2); carries ConfigProblem items
     ├── KeyFileError         a key file that is missing, unreadable, insecure or cannot be decrypted
     ├── SigningError         a malformed signature or message part
+    ├── NodeIdentityError    a node is not the one the client expects: /health or an answer's signature
     ├── ChainError           the JSON-RPC provider(s) failed; names the URL
     ├── RegistryError        a registry is not loaded or is stale (the node fails closed)
     ├── NonceStoreError      the nonce store (Redis) is unreachable
@@ -34,6 +35,7 @@ __all__ = [
     "ConfigProblem",
     "FxnError",
     "KeyFileError",
+    "NodeIdentityError",
     "NonceStoreError",
     "RegistryError",
     "SigningError",
@@ -79,6 +81,11 @@ class KeyFileError(FxnError):
 
 class SigningError(FxnError):
     """A signature or a signed-message part is malformed."""
+
+
+class NodeIdentityError(FxnError):
+    """The node is not the one the client expects (SPEC §5 Audience): its ``/health`` claims another
+    address, or an answer is not signed by the expected address (missing, foreign or invalid)."""
 
 
 class ChainError(FxnError):
@@ -128,8 +135,11 @@ class ApiError(FxnError):
 class AuthError(ApiError):
     """An authentication rejection; ``code`` is the stable reason code of SPEC §5."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(
+        self, status: int, reason: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(status, message, code=reason, type_="authentication_error")
+        self.headers = headers or {}
 
     @property
     def reason(self) -> str:

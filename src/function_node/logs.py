@@ -13,7 +13,10 @@ from typing import Final, Literal, TextIO
 import orjson
 import structlog
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "escape_untrusted", "get_logger"]
+
+# Untrusted text (a caller's header) is cut to this many characters before it is logged.
+_UNTRUSTED_MAX_CHARS: Final = 128
 
 _LEVELS: Final = {
     "debug": logging.DEBUG,
@@ -60,3 +63,15 @@ def _orjson_text(event: object, **_: object) -> str:
 
 def get_logger(name: str = "fxn") -> structlog.stdlib.BoundLogger:
     return structlog.get_logger(name)  # type: ignore[no-any-return]
+
+
+def escape_untrusted(text: str, limit: int = _UNTRUSTED_MAX_CHARS) -> str:
+    """``text`` as printable ASCII, cut to ``limit`` characters: safe to log whatever a caller sent.
+
+    aiohttp decodes header bytes that are not UTF-8 into lone surrogates, which no encoder writes;
+    control characters would forge lines in a console log. Both become backslash escapes.
+    """
+    cut = text[:limit]
+    if cut.isascii() and cut.isprintable():
+        return cut
+    return cut.encode("ascii", "backslashreplace").decode("ascii").encode("unicode_escape").decode("ascii")

@@ -1,15 +1,10 @@
-"""The signed messages of SPEC §5 and their secp256k1 signatures, shared by node, client and scheduler.
+"""secp256k1 signatures of EIP-191 personal messages (SPEC §5), shared by node, client and scheduler.
 
-Two request messages exist:
-
-* legacy: ``hex(sha256(body)) + "." + timestamp + "." + nonce`` (the live network's gateways sign this);
-* v2, audience-bound: ``"fxn-auth-v2\\n" + lowercase(node address) + "\\n" + METHOD + "\\n" + path + "\\n" +
-  hex(sha256(body)) + "\\n" + timestamp + "\\n" + nonce``, announced by ``X-Fxn-Auth: 2``. ``path`` is the
-  request's path as sent on the wire, without the query string.
-
-Both are signed as EIP-191 personal messages. Recovery calls coincurve (libsecp256k1) and pycryptodome's
-keccak directly: 1.5-4x faster than going through eth-account (docs/benchmarks.md), which matters because
-the node verifies one signature per request.
+The messages themselves (requests and answers) are built in :mod:`function_node.protocol`; this
+module holds the cryptography under them: EIP-191 personal-message hashes, signing, recovery and
+addresses. Recovery calls coincurve (libsecp256k1) and pycryptodome's keccak directly: 1.5-4x faster
+than going through eth-account (docs/benchmarks.md), which matters because the node verifies one
+signature per request. High-s signatures are refused (EIP-2).
 """
 
 from __future__ import annotations
@@ -24,25 +19,23 @@ from Crypto.Hash import keccak as _keccak_mod
 from function_node.errors import SigningError
 
 __all__ = [
+    "SECP256K1_HALF_N",
     "SIGNATURE_BYTES",
-    "V2_SCHEME",
     "LocalSigner",
     "body_sha256",
-    "legacy_message",
     "normalize_address",
     "parse_signature",
     "personal_message_hash",
     "public_key_to_address",
     "recover_address",
-    "response_message",
     "sign_message",
     "to_checksum_address",
-    "v2_message",
 ]
 
 SIGNATURE_BYTES: Final = 65
-V2_SCHEME: Final = "2"
-_V2_PREFIX: Final = "fxn-auth-v2"
+# EIP-2: of the two valid s values of a signature, only the low one (s <= n/2) is accepted, so a
+# signature cannot be re-encoded into a second valid one. Every standard signer produces low s.
+SECP256K1_HALF_N: Final = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141 // 2
 _EIP191_PREFIX: Final = b"\x19Ethereum Signed Message:\n"
 _ADDRESS_HEX_LEN: Final = 40
 _HEX_DIGITS: Final = frozenset("0123456789abcdefABCDEF")
@@ -56,21 +49,6 @@ def keccak(data: bytes) -> bytes:
 def body_sha256(body: bytes) -> str:
     """Lower-case hex SHA-256 of the raw body bytes."""
     return hashlib.sha256(body).hexdigest()
-
-
-def legacy_message(body_hash: str, timestamp: str, nonce: str) -> str:
-    return f"{body_hash}.{timestamp}.{nonce}"
-
-
-def v2_message(  # noqa: PLR0917 - the parameters are the message's fields, in the order they are joined
-    node_address: str, method: str, path: str, body_hash: str, timestamp: str, nonce: str
-) -> str:
-    return "\n".join((_V2_PREFIX, node_address.lower(), method.upper(), path, body_hash, timestamp, nonce))
-
-
-def response_message(request_body_hash: str, nonce: str, response_body_hash: str) -> str:
-    """What ``X-Fxn-Response-Signature`` signs: binds the answer to the request that caused it."""
-    return f"{request_body_hash}.{nonce}.{response_body_hash}"
 
 
 def personal_message_hash(message: str | bytes) -> bytes:
@@ -120,6 +98,8 @@ def parse_signature(signature: str) -> bytes:
         v -= 27
     elif v not in (0, 1):
         raise SigningError(f"signature recovery byte v={raw[64]} is not 0, 1, 27 or 28")
+    if int.from_bytes(raw[32:64], "big") > SECP256K1_HALF_N:
+        raise SigningError("signature has a high s value (EIP-2); sign with a standard signer")
     return raw[:64] + bytes((v,))
 
 

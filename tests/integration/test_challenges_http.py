@@ -9,22 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from function_node.challenges.base import ChallengeContext
-from function_node.challenges.identity import identity_message
-from function_node.challenges.matmul.scheduler import run_matrix_proof
+from function_node.challenges.matmul.driver import run_matrix_proof
 from function_node.challenges.registry import default_challenges
 from function_node.client import FxnClientSession
 from function_node.config.backends import BackendConfig
 from function_node.config.settings import Settings
 from function_node.keys import write_plaintext
 from function_node.metrics import NodeMetrics
-from function_node.node.auth import add_node_header, auth_middleware
+from function_node.node.app import node_application
 from function_node.node.challenge import CHALLENGE_CONTEXT, CHALLENGES, challenge_handler
+from function_node.protocol import NodeReply, identity_message
 from function_node.signing import LocalSigner, recover_address
 from tests.fixtures.auth import make_context
 from tests.fixtures.node import FXN, NodeProcess
@@ -45,8 +43,7 @@ async def node_url(
         schedulers=[scheduler_signer.address],
         settings=settings,
     )
-    app = web.Application(middlewares=[auth_middleware])
-    app.on_response_prepare.append(add_node_header)
+    app = node_application(settings, metrics)
     app.router.add_post("/challenge", challenge_handler)
     registry = default_challenges(settings)
     session = aiohttp.ClientSession()
@@ -73,23 +70,36 @@ async def node_url(
 
 
 def _sender(client: FxnClientSession, url: str) -> Callable[[dict[str, Any]], Any]:
+    """(status, JSON) of a challenge; every answer must be signed by the node (the client checks)."""
+
     async def send(body: dict[str, Any]) -> tuple[int, Any]:
-        async with await client.request("POST", url + "/challenge", json=body) as resp:
-            return resp.status, orjson.loads(await resp.read())
+        reply = await client.exchange("POST", url + "/challenge", body)
+        assert reply.signer_problem is None, reply.signer_problem
+        return reply.status, reply.body
 
     return send
 
 
 @pytest.fixture
-async def scheduler(
+async def client(
     node_url: str, scheduler_signer: LocalSigner, node_signer: LocalSigner
-) -> AsyncIterator[Callable[[dict[str, Any]], Any]]:
-    async with FxnClientSession(scheduler_signer, node_signer.address) as client:
-        yield _sender(client, node_url)
+) -> AsyncIterator[FxnClientSession]:
+    async with FxnClientSession(scheduler_signer, node_signer.address, strict=True) as fxn:
+        yield fxn
 
 
-async def test_full_two_round_proof_over_http(scheduler: Send, metrics: NodeMetrics) -> None:
-    report = await run_matrix_proof(scheduler, 200, rows=16, backend="cpu")
+@pytest.fixture
+def scheduler(client: FxnClientSession, node_url: str) -> Callable[[dict[str, Any]], Any]:
+    return _sender(client, node_url)
+
+
+async def test_full_two_round_proof_over_http(
+    client: FxnClientSession, node_url: str, node_signer: LocalSigner, metrics: NodeMetrics
+) -> None:
+    async def send(body: dict[str, Any]) -> NodeReply:
+        return await client.exchange("POST", node_url + "/challenge", body)
+
+    report = await run_matrix_proof(send, 200, prover=node_signer.address, rows=16, backend="cpu")
     assert report.ok, report.failures
     assert len(report.rows) == 16
     assert report.commitment["backend"] == "cpu"
@@ -173,11 +183,11 @@ async def test_invalid_json_body(
     node_url: str, scheduler_signer: LocalSigner, node_signer: LocalSigner
 ) -> None:
     async with (
-        FxnClientSession(scheduler_signer, node_signer.address) as client,
-        await client.request("POST", node_url + "/challenge", data=b"{not json") as resp,
+        FxnClientSession(scheduler_signer, node_signer.address, strict=True) as fxn,
+        await fxn.request("POST", node_url + "/challenge", data=b"{not json") as answer,
     ):
-        assert resp.status == 400
-        assert (await resp.json())["error"]["code"] == "invalid_json"
+        assert answer.status == 400
+        assert (await answer.json())["error"]["code"] == "invalid_json"  # read(): signed by the node
 
 
 async def test_too_many_pending_proofs_is_429_over_http(scheduler: Send) -> None:
@@ -191,8 +201,8 @@ async def test_too_many_pending_proofs_is_429_over_http(scheduler: Send) -> None
 async def test_gateway_is_refused_403(
     node_url: str, gateway_signer: LocalSigner, node_signer: LocalSigner
 ) -> None:
-    async with FxnClientSession(gateway_signer, node_signer.address) as client:
-        status, answer = await _sender(client, node_url)({"type": "IDENTITY", "payload": {}})
+    async with FxnClientSession(gateway_signer, node_signer.address) as fxn:
+        status, answer = await _sender(fxn, node_url)({"type": "IDENTITY", "payload": {}})
     assert status == 403
     assert answer["error"]["code"] == "forbidden_route"
 
@@ -245,3 +255,4 @@ def test_fxn_challenge_against_a_real_node(
     )
     assert done.returncode == 1
     assert "round one refused: HTTP 400: size 999999 exceeds maxSize=16384" in done.stdout
+    assert "FAILED (refused)" in done.stdout

@@ -17,6 +17,7 @@ from function_node.devnet.redis_server import RedisServer
 from function_node.signing import LocalSigner
 from tests.fixtures.backend import SLOW_STREAM, FakeBackend
 from tests.fixtures.node import FXN, NodeProcess, model_doc
+from tests.fixtures.signed import sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,7 @@ def test_sigterm_lets_the_stream_finish_and_exits_0(
         node.process.signal(signal.SIGTERM)
         node.wait_for_log(lambda d: d.get("event", "").startswith("stopping"))
         received += b"".join(chunks)
-    events = [e for e in received.decode().split("\n\n") if e]
+    events = sse_events(received)
     assert events[-1] == "data: [DONE]"
     assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
     assert node.process.process is not None

@@ -109,7 +109,13 @@ def test_answer_is_signed_by_the_node(node: NodeProcess, gateway_signer: LocalSi
     assert resp.headers["X-Fxn-Node"] == node.signer.address
     nonce = resp.request.headers["X-Nonce"]
     assert verify_response_signature(
-        node.signer.address, body, nonce, resp.content, resp.headers["X-Fxn-Response-Signature"]
+        node.signer.address,
+        caller_address=gateway_signer.address,
+        request_body=body,
+        nonce=nonce,
+        status=200,
+        body=resp.content,
+        signature=resp.headers["X-Fxn-Response-Signature"],
     )
 
 

@@ -23,6 +23,7 @@ from tests.fixtures.backend import (
     blackhole,
 )
 from tests.fixtures.node import NodeProcess, model_doc
+from tests.fixtures.signed import sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,7 @@ def test_die_midstream_sends_error_event(faulty_node: NodeProcess, http: httpx.C
     ) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"] == "text/event-stream"
-        events = [e for e in resp.read().decode().split("\n\n") if e]
+        events = sse_events(resp.read())
     assert len(events) == MIDSTREAM_EVENTS + 1
     error = orjson.loads(events[-1].removeprefix("data: "))["error"]
     assert error == {
@@ -150,7 +151,7 @@ def test_max_concurrency_full_is_429(faulty_node: NodeProcess, http: httpx.Clien
         assert second.status_code == 429
         assert second.headers["Retry-After"] == "1"
         assert second.json()["error"]["code"] == "model_at_capacity"
-        assert first.read().endswith(b"data: [DONE]\n\n")
+        assert sse_events(first.read())[-1] == "data: [DONE]"
 
 
 @pytest.mark.parametrize(

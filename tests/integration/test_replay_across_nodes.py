@@ -55,7 +55,13 @@ def test_legacy_request_replayed_to_a_replica_is_refused(
     status, _, resp = get_models(a, headers)
     assert status == 200
     assert verify_response_signature(
-        a.signer.address, b"", headers["X-Nonce"], resp.content, resp.headers["X-Fxn-Response-Signature"]
+        a.signer.address,
+        caller_address=GATEWAY.address,
+        request_body=b"",
+        nonce=headers["X-Nonce"],
+        status=200,
+        body=resp.content,
+        signature=resp.headers["X-Fxn-Response-Signature"],
     )
     assert get_models(b, headers)[:2] == (401, "replayed_nonce")
     assert get_models(a, headers)[:2] == (401, "replayed_nonce")
@@ -115,5 +121,7 @@ def test_fxn_request_signs_v2_for_whichever_node_it_asks(
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["object"] == "list"
         assert done.stderr == (
-            f"response signature: valid (node {node.signer.address}, address from its /health)\n"
+            f"trusting node {node.signer.address.lower()} (from its /health) on first use; "
+            "--node-address pins it\n"
+            f"response signature: valid (node {node.signer.address})\n"
         )

@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from function_node.client import FxnSigner, verify_response_signature
 from function_node.config.settings import AuthSettings, Settings
 from function_node.metrics import NodeMetrics
-from function_node.node.auth import AUTH_REASON_KEY
+from function_node.node.auth import REASON_KEY
 from function_node.node.context import NodeContext
 from function_node.node.nonces import MemoryNonceStore
 from function_node.registry.base import RegistryStatus
@@ -85,6 +85,18 @@ def failures(metrics: NodeMetrics, reason: str) -> float:
     return metrics.registry.get_sample_value("fxn_auth_failures_total", {"reason": reason}) or 0.0
 
 
+def signed(node: str, caller: str, nonce: str, status: int, raw: bytes, signature: str) -> bool:
+    return verify_response_signature(
+        node,
+        caller_address=caller,
+        request_body=BODY,
+        nonce=nonce,
+        status=status,
+        body=raw,
+        signature=signature,
+    )
+
+
 # --- success -----------------------------------------------------------------------------------
 
 
@@ -99,9 +111,12 @@ async def test_legacy_request_is_admitted_and_the_answer_is_signed(
     assert payload["body"] == BODY.decode()
     assert headers["X-Fxn-Node"] == node_signer.address
     signature = headers["X-Fxn-Response-Signature"]
-    assert verify_response_signature(node_signer.address, BODY, "n-1", raw, signature)
-    assert not verify_response_signature(node_signer.address, BODY, "n-2", raw, signature)
-    assert not verify_response_signature(gateway_signer.address, BODY, "n-1", raw, signature)
+    caller = gateway_signer.address
+    assert signed(node_signer.address, caller, "n-1", 200, raw, signature)
+    assert not signed(node_signer.address, caller, "n-2", 200, raw, signature)
+    assert not signed(gateway_signer.address, caller, "n-1", 200, raw, signature)
+    assert not signed(node_signer.address, node_signer.address, "n-1", 200, raw, signature)
+    assert not signed(node_signer.address, caller, "n-1", 201, raw, signature)
 
 
 async def test_v2_request_is_admitted(
@@ -157,7 +172,9 @@ async def test_handler_http_exception_and_api_error_are_signed(
         client, gateway_signer, method="GET", path="/v1/not-found", nonce="a"
     )
     assert status == 404
-    assert verify_response_signature(node_signer.address, BODY, "a", raw, headers["X-Fxn-Response-Signature"])
+    assert signed(
+        node_signer.address, gateway_signer.address, "a", 404, raw, headers["X-Fxn-Response-Signature"]
+    )
     status, payload, headers, raw = await send(
         client, gateway_signer, method="GET", path="/v1/api-error", nonce="b"
     )
@@ -168,18 +185,31 @@ async def test_handler_http_exception_and_api_error_are_signed(
         "code": "model_not_found",
     }
     assert headers["X-Fxn-Node"] == node_signer.address
-    assert verify_response_signature(node_signer.address, BODY, "b", raw, headers["X-Fxn-Response-Signature"])
+    assert signed(
+        node_signer.address, gateway_signer.address, "b", 404, raw, headers["X-Fxn-Response-Signature"]
+    )
 
 
-async def test_streamed_answer_has_node_header_but_no_response_signature(
+async def test_streamed_answer_has_node_header_and_a_signature_line_not_a_header(
     client: Client, gateway_signer: LocalSigner, node_signer: LocalSigner
 ) -> None:
     body = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"a b"}]}'
-    status, _, headers, raw = await send(client, gateway_signer, path="/v1/chat/completions", body=body)
+    status, _, headers, raw = await send(
+        client, gateway_signer, path="/v1/chat/completions", body=body, nonce="s-1"
+    )
     assert status == 200
     assert headers["X-Fxn-Node"] == node_signer.address
     assert "X-Fxn-Response-Signature" not in headers
-    assert raw.endswith(b"data: [DONE]\n\n")
+    _, _, line = raw.rpartition(b"data: [DONE]\n\n")
+    assert line.startswith(b": fxn-signature 0x") and line.endswith(b"\n\n")
+    assert verify_response_signature(
+        node_signer.address,
+        caller_address=gateway_signer.address,
+        request_body=body,
+        nonce="s-1",
+        status=200,
+        body=raw,
+    )
 
 
 # --- each rejection ----------------------------------------------------------------------------
@@ -511,7 +541,7 @@ async def test_rejection_is_logged_counted_and_recorded_on_the_request(
     @web.middleware
     async def recorder(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
-        seen.append(request.get(AUTH_REASON_KEY))
+        seen.append(request.get(REASON_KEY))
         return response
 
     app = build_auth_app(make_ctx())

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from function_node.client import FxnSigner
 from function_node.errors import AuthError, SigningError
 from function_node.metrics import NodeMetrics
-from function_node.node.auth_checks import (
+from function_node.protocol import (
     AuthHeaders,
     is_wellformed_signature,
     parse_auth_headers,

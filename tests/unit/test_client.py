@@ -16,13 +16,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import function_node.client as client_pkg
-from function_node.client import FxnAuth, FxnClientSession, FxnSigner, verify_response_signature
+from function_node.client import (
+    FxnAuth,
+    FxnClientSession,
+    FxnSigner,
+    NodeIdentityError,
+    verify_response_signature,
+)
 from function_node.client._discovery import address_from_health
 from function_node.metrics import NodeMetrics
-from function_node.signing import LocalSigner, recover_address, v2_message
+from function_node.node.context import CONTEXT
+from function_node.protocol import response_message, v2_message
+from function_node.signing import LocalSigner, body_sha256, recover_address
 from tests.fixtures.auth import ClientFactory, build_auth_app, make_context
 
-VECTORS = json.loads(Path("/work/shared/vectors/request-signing.json").read_text())["cases"]
+VECTORS = json.loads((Path(__file__).parent.parent / "data" / "request-signing.json").read_text())["cases"]
 Client = TestClient[web.Request, web.Application]
 # OPENAI_HTTPX: openai 3.x annotates http_client as an httpx2 client, but it accepts (and checks for)
 # the httpx clients that SPEC §9 names; the type: ignore comments below are for that annotation only.
@@ -33,6 +41,8 @@ def test_public_api_is_exactly_this() -> None:
         "FxnAuth",
         "FxnClientSession",
         "FxnSigner",
+        "NodeAnswer",
+        "NodeIdentityError",
         "verify_response_signature",
     ]
 
@@ -105,21 +115,59 @@ def test_address_from_health() -> None:
     signature=st.one_of(st.text(max_size=140), st.binary(min_size=65, max_size=65).map(bytes.hex)),
 )
 def test_verify_response_signature_never_raises(node: str, nonce: str, signature: str) -> None:
-    assert verify_response_signature(node, b"req", nonce, b"resp", signature) in (True, False)
+    caller = "0x" + "ab" * 20
+    for sig in (signature, None):
+        result = verify_response_signature(
+            node,
+            caller_address=caller,
+            request_body=b"req",
+            nonce=nonce,
+            status=200,
+            body=b"resp",
+            signature=sig,
+        )
+        assert result in (True, False)
+
+
+def _verify(node: str, caller: str, body: bytes, signature: str | None, status: int = 200) -> bool:
+    return verify_response_signature(
+        node,
+        caller_address=caller,
+        request_body=b"req",
+        nonce="n",
+        status=status,
+        body=body,
+        signature=signature,
+    )
 
 
 def test_verify_response_signature_accepts_the_nodes_signature_only(
     node_signer: LocalSigner, gateway_signer: LocalSigner
 ) -> None:
-    from function_node.signing import body_sha256, response_message
-
-    message = response_message(body_sha256(b"req"), "n", body_sha256(b"resp"))
+    node, caller = node_signer.address, gateway_signer.address
+    message = response_message(node, caller, body_sha256(b"req"), "n", 200, body_sha256(b"resp"))
     signature = node_signer.sign(message)
-    assert verify_response_signature(node_signer.address, b"req", "n", b"resp", signature)
-    assert verify_response_signature(node_signer.address.lower(), b"req", "n", b"resp", "0x" + signature)
-    assert not verify_response_signature(node_signer.address, b"req", "n", b"resp!", signature)
-    assert not verify_response_signature(gateway_signer.address, b"req", "n", b"resp", signature)
-    assert not verify_response_signature(node_signer.address, b"req", "n", b"resp", "00" * 64 + "1b")
+    assert _verify(node, caller, b"resp", signature)
+    assert _verify(node.lower(), caller.lower(), b"resp", "0x" + signature)
+    assert not _verify(node, caller, b"resp!", signature)
+    assert not _verify(node, caller, b"resp", signature, status=201)
+    assert not _verify(gateway_signer.address, caller, b"resp", signature)
+    assert not _verify(node, node, b"resp", signature)
+    assert not _verify(node, caller, b"resp", "00" * 64 + "1b")
+
+
+def test_verify_response_signature_of_a_stream(node_signer: LocalSigner, gateway_signer: LocalSigner) -> None:
+    node, caller = node_signer.address, gateway_signer.address
+    events = b'data: {"a":1}\n\ndata: [DONE]\n\n'
+    signature = "0x" + node_signer.sign(
+        response_message(node, caller, body_sha256(b"req"), "n", 200, body_sha256(events))
+    )
+    stream = events + b": fxn-signature " + signature.encode() + b"\n\n"
+    assert _verify(node, caller, stream, None)
+    assert not _verify(node, caller, events, None)  # no signature line
+    assert not _verify(node, caller, stream.replace(b'"a":1', b'"a":2'), None)
+    assert not _verify(node, caller, stream + b"data: x\n\n", None)  # bytes after the line
+    assert not _verify(gateway_signer.address, caller, stream, None)
 
 
 # --- against the in-process node (real middleware) -------------------------------------------------
@@ -158,13 +206,26 @@ async def test_fxnauth_without_discovery_signs_legacy(node: Client, gateway_sign
     assert (resp.status_code, resp.json()["scheme"], resp.history) == (200, "legacy", [])
 
 
-async def test_fxnauth_with_a_wrong_node_address_is_refused(
+async def test_fxnauth_refuses_to_send_when_health_claims_another_address(
     node: Client, gateway_signer: LocalSigner, stranger_signer: LocalSigner
 ) -> None:
     async with httpx.AsyncClient(auth=FxnAuth(gateway_signer, stranger_signer.address)) as http:
+        with pytest.raises(NodeIdentityError, match="nothing was sent"):
+            await http.post(base_url(node) + "/v1/echo", content=b"{}")
+    # Only /health was asked: the echo handler never saw a request.
+    assert node.app[CONTEXT].nonces is not None
+
+
+async def test_fxnauth_with_a_wrong_address_and_no_health_check_gets_the_unsigned_refusal(
+    node: Client, gateway_signer: LocalSigner, stranger_signer: LocalSigner
+) -> None:
+    # Signed v2 for another node: this node refuses before it knows who asks, so the refusal is
+    # unsigned (no X-Fxn-Node) and reaches the caller as the error it is.
+    auth = FxnAuth(gateway_signer, stranger_signer.address, discover=False)
+    async with httpx.AsyncClient(auth=auth) as http:
         resp = await http.post(base_url(node) + "/v1/echo", content=b"{}")
-    assert resp.status_code == 401
-    assert resp.json()["error"]["code"] == "bad_signature"
+    assert (resp.status_code, resp.json()["error"]["code"]) == (401, "bad_signature")
+    assert "X-Fxn-Node" not in resp.headers
 
 
 async def test_fxnauth_falls_back_to_legacy_when_health_has_no_address(
@@ -227,19 +288,57 @@ async def test_fxn_client_session_signs_and_answers_verify(
     node: Client, gateway_signer: LocalSigner, node_signer: LocalSigner
 ) -> None:
     async with FxnClientSession(gateway_signer) as fxn:
-        resp = await fxn.request("POST", base_url(node) + "/v1/echo", json={"a": 1})
-        async with resp:
-            payload = await resp.json()
-            raw = await resp.read()
-        assert (resp.status, payload["scheme"], payload["body"]) == (200, "v2", '{"a":1}')
-        nonce = resp.request_info.headers["X-Nonce"]
-        signature = resp.headers["X-Fxn-Response-Signature"]
-        assert verify_response_signature(node_signer.address, b'{"a":1}', nonce, raw, signature)
+        answer = await fxn.request("POST", base_url(node) + "/v1/echo", json={"a": 1})
+        async with answer:
+            payload = await answer.json()
+            raw = await answer.read()
+        assert (answer.status, payload["scheme"], payload["body"]) == (200, "v2", '{"a":1}')
+        assert answer.verified
+        nonce = answer.response.request_info.headers["X-Nonce"]
+        signature = answer.headers["X-Fxn-Response-Signature"]
+        assert verify_response_signature(
+            node_signer.address,
+            caller_address=gateway_signer.address,
+            request_body=b'{"a":1}',
+            nonce=nonce,
+            status=200,
+            body=raw,
+            signature=signature,
+        )
         assert await fxn.node_address(base_url(node)) == node_signer.address.lower()
+
+
+async def test_fxn_client_session_checks_a_streamed_answer(node: Client, gateway_signer: LocalSigner) -> None:
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "a b"}]}
+    async with (
+        FxnClientSession(gateway_signer) as fxn,
+        await fxn.request("POST", base_url(node) + "/v1/chat/completions", json=body) as answer,
+    ):
+        chunks = [chunk async for chunk in answer.iter_chunks()]
+    raw = b"".join(chunks)
+    assert b"data: [DONE]\n\n: fxn-signature 0x" in raw and raw.endswith(b"\n\n")
+
+
+async def test_fxn_client_session_refuses_a_node_that_is_not_the_expected_one(
+    node: Client, gateway_signer: LocalSigner, stranger_signer: LocalSigner
+) -> None:
+    async with FxnClientSession(gateway_signer, stranger_signer.address) as fxn:
+        with pytest.raises(NodeIdentityError, match="nothing was sent"):
+            await fxn.request("POST", base_url(node) + "/v1/echo", json={"a": 1})
+    async with FxnClientSession(gateway_signer, stranger_signer.address, discover=False) as fxn:
+        reply = await fxn.exchange("POST", base_url(node) + "/v1/echo", {"a": 1})
+        assert (reply.status, reply.signer_problem) == (401, None)  # an unsigned refusal, let through
+    async with FxnClientSession(gateway_signer, stranger_signer.address, discover=False, strict=True) as fxn:
+        reply = await fxn.exchange("POST", base_url(node) + "/v1/echo", {"a": 1})
+        assert reply.status == 401
+        assert (
+            reply.signer_problem
+            == f"the answer names node '(none)', expected {stranger_signer.address.lower()}"
+        )
 
 
 async def test_fxn_client_session_legacy(node: Client, gateway_signer: LocalSigner) -> None:
     async with FxnClientSession(gateway_signer, legacy=True) as fxn:
-        resp = await fxn.request("GET", base_url(node) + "/v1/echo")
-        async with resp:
-            assert (resp.status, (await resp.json())["scheme"]) == (200, "legacy")
+        answer = await fxn.request("GET", base_url(node) + "/v1/echo")
+        async with answer:
+            assert (answer.status, (await answer.json())["scheme"]) == (200, "legacy")

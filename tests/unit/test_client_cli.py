@@ -17,6 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from function_node.devnet.process import free_port
 from function_node.keys import write_keystore, write_plaintext
@@ -38,6 +39,13 @@ class ThreadedNode:
 
 
 def serve_in_thread(app: web.Application) -> Iterator[ThreadedNode]:
+    """Serve ``app`` on another thread's loop; its request log lines are captured, not printed into the
+    command's output."""
+    with capture_logs():
+        yield from _serve_in_thread(app)
+
+
+def _serve_in_thread(app: web.Application) -> Iterator[ThreadedNode]:
     port = free_port()
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
@@ -86,7 +94,24 @@ def test_post_prints_pretty_json_and_checks_the_signature(
         '{"a": 1}',
     )
     assert '\n  "scheme": "v2"' in result.stdout  # indented
-    assert result.stderr == f"response signature: valid (node {NODE.address}, address from its /health)\n"
+    assert result.stderr == (
+        f"trusting node {NODE.address.lower()} (from its /health) on first use; --node-address pins it\n"
+        f"response signature: valid (node {NODE.address})\n"
+    )
+
+
+def test_node_address_pins_the_node(fxn_cli: FxnCli, node: ThreadedNode, gateway_key: Path) -> None:
+    args = ["request", "/v1/echo", "{}", "--node", node.url, "--key", str(gateway_key)]
+    result = fxn_cli(*args, "--node-address", NODE.address)
+    assert (result.code, result.stderr) == (0, f"response signature: valid (node {NODE.address})\n")
+    wrong = fxn_cli(*args, "--node-address", STRANGER.address)
+    assert wrong.code == 1
+    assert wrong.stderr == (
+        f"error: {node.url}/health says the node is {NODE.address.lower()}, but {STRANGER.address.lower()} "
+        "is expected there; nothing was sent (is the URL right, or is this node relaying another one?)\n"
+    )
+    bad = fxn_cli(*args, "--node-address", "0x12")
+    assert (bad.code, bad.stderr) == (2, "error: --node-address '0x12' is not 0x followed by 40 hex digits\n")
 
 
 def test_get_without_body_and_legacy(fxn_cli: FxnCli, node: ThreadedNode, gateway_key: Path) -> None:
@@ -95,15 +120,20 @@ def test_get_without_body_and_legacy(fxn_cli: FxnCli, node: ThreadedNode, gatewa
     payload = orjson.loads(result.stdout)
     assert (payload["scheme"], payload["body"]) == ("legacy", "")
     assert "response signature: valid" in result.stderr
-    assert "address from X-Fxn-Node" in result.stderr
 
 
 def test_default_node_and_key_come_from_the_home(fxn_cli: FxnCli, fxn_env: Path, node: ThreadedNode) -> None:
+    # The home is this node's: its key is the node's, which is no gateway, so the node refuses it,
+    # and the command says which key to use instead.
     (fxn_env / "config.yaml").write_text(f"node:\n  listenAddress: 0.0.0.0\n  listenPort: {node.port}\n")
-    write_plaintext(fxn_env / "nodekey.json", GATEWAY)  # the home's key acts as a gateway here
+    write_plaintext(fxn_env / "nodekey.json", NODE)
     result = fxn_cli("request", "/v1/echo", "-", stdin='{"from": "stdin"}')
-    assert result.code == 0, result.stderr
-    assert orjson.loads(result.stdout)["body"] == '{"from": "stdin"}'
+    assert result.code == 1
+    assert result.stderr == (
+        f"error: HTTP 401: {NODE.address.lower()} is not a registered gateway or scheduler (unknown_caller)\n"
+        f"hint: the node does not know {NODE.address} as a gateway or scheduler. Sign with a registered "
+        "gateway's or scheduler's key (--key FILE); the node's own key is neither.\n"
+    )
 
 
 def test_stream_prints_sse_lines(fxn_cli: FxnCli, node: ThreadedNode, gateway_key: Path) -> None:
@@ -113,7 +143,8 @@ def test_stream_prints_sse_lines(fxn_cli: FxnCli, node: ThreadedNode, gateway_ke
     events = [line for line in result.stdout.splitlines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]"
     assert len(events) == 4  # "echo:", "a", "b", [DONE]
-    assert f"streamed answer from node {NODE.address}" in result.stderr
+    assert f"response signature: valid (node {NODE.address})" in result.stderr
+    assert result.stdout.rstrip().splitlines()[-1].startswith(": fxn-signature 0x")
 
 
 def test_http_error_exits_1_with_the_message(fxn_cli: FxnCli, node: ThreadedNode, tmp_path: Path) -> None:
@@ -121,10 +152,12 @@ def test_http_error_exits_1_with_the_message(fxn_cli: FxnCli, node: ThreadedNode
     write_plaintext(key, STRANGER)
     result = fxn_cli("request", "/v1/echo", "{}", "--node", node.url, "--key", str(key))
     assert result.code == 1
-    assert result.stderr == (
+    assert result.stderr.splitlines()[1:] == [
         f"error: HTTP 401: {STRANGER.address.lower()} is not a registered gateway or scheduler "
-        "(unknown_caller)\n"
-    )
+        "(unknown_caller)",
+        f"hint: the node does not know {STRANGER.address} as a gateway or scheduler. Sign with a registered "
+        "gateway's or scheduler's key (--key FILE); the node's own key is neither.",
+    ]
 
 
 def test_bad_json_body_is_usage_error(fxn_cli: FxnCli, node: ThreadedNode, gateway_key: Path) -> None:
@@ -159,16 +192,16 @@ def test_tampered_answer_fails_the_signature_check(fxn_cli: FxnCli, gateway_key:
     async def tamper(request: web.Request, handler: Handler) -> web.StreamResponse:
         """Changes the answer after the node signed it, as a man in the middle would."""
         response = await handler(request)
-        if isinstance(response, web.Response) and response.body is not None:
+        if request.path.startswith("/v1/") and isinstance(response, web.Response) and response.body:
             response.body = b'{"forged": true}'
         return response
 
     for served in serve_in_thread(echo_app(tamper)):
         result = fxn_cli("request", "/v1/echo", "{}", "--node", served.url, "--key", str(gateway_key))
         assert result.code == 1
-        assert result.stdout.strip() == '{\n  "forged": true\n}'
-        assert result.stderr == (
-            f"error: X-Fxn-Response-Signature does not verify for node {NODE.address!r}\n"
+        assert result.stdout == ""  # an answer that is not the node's is not printed
+        assert result.stderr.splitlines()[-1] == (
+            f"error: X-Fxn-Response-Signature of the answer (HTTP 200) is not {NODE.address.lower()}'s"
         )
 
 

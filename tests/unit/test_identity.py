@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from function_node.challenges.identity import IdentityChallenge, discover_ip, identity_message
+from function_node.challenges.identity import IdentityChallenge, discover_ip
 from function_node.errors import ChallengeError
+from function_node.protocol import identity_message
 from function_node.signing import recover_address
 from tests.fixtures.challenges import ContextFactory
 

@@ -15,6 +15,7 @@ import pytest
 from function_node.challenges.matmul.commitment import row_digests_np
 from function_node.challenges.matmul.compute import NumpyBackend, TorchBackend, sample_positions
 from function_node.challenges.matmul.generate import (
+    MatrixKeys,
     Seed,
     generate_matrix_np,
     generate_rows_np,
@@ -29,8 +30,12 @@ def torch() -> ModuleType:
     return module
 
 
-def _seed(n: int) -> Seed:
-    return Seed(hashlib.sha256(f"backends-{n}".encode()).digest())
+# Every backend computes for one fixed prover (the proof is bound to the node's address, SPEC §7.2).
+PROVER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+def _seed(n: int) -> MatrixKeys:
+    return MatrixKeys.bind(Seed(hashlib.sha256(f"backends-{n}".encode()).digest()), PROVER)
 
 
 @pytest.mark.parametrize("n", [64, 256, 1024])

@@ -16,11 +16,13 @@ from function_node.challenges.matmul.challenge import (
     MatrixProofChallenge,
 )
 from function_node.challenges.matmul.compute import cuda_available
-from function_node.challenges.matmul.generate import Seed
+from function_node.challenges.matmul.generate import MatrixKeys, Seed
 from function_node.challenges.matmul.verify import choose_rows, parse_root, verify_proofs
 from function_node.errors import ChallengeError
 from tests.fixtures.challenges import ContextFactory
-from tests.unit.test_matmul_vectors import ROOT_64, SEED_64
+from tests.unit.test_matmul_vectors import CASES
+
+VECTOR_16 = next(c for c in CASES if c["n"] == 16)  # computed for the dev node key that ctx signs with
 
 NO_GPU = not cuda_available()
 LIMITS = {"maxSize": 128, "maxCpuSize": 96, "maxExplicitSize": 4, "proofTtl": "30s", "maxPendingProofs": 2}
@@ -64,19 +66,27 @@ async def _refused(challenge: Any, payload: Any, ctx: ChallengeContext) -> Chall
     return info.value
 
 
-async def test_verifiable_round_trip_with_the_published_seed(pair: Pair, ctx: ChallengeContext) -> None:
+async def test_verifiable_round_trip_with_the_published_vector(pair: Pair, ctx: ChallengeContext) -> None:
     mm, proof = pair
-    answer = await mm.run({"size": 64, "seed": "0x" + SEED_64.hex(), "dtype": "int8", "backend": "cpu"}, ctx)
+    assert ctx.signer.address == VECTOR_16["node_address"]
+    payload = {"size": 16, "seed": VECTOR_16["seed"], "dtype": "int8", "backend": "cpu"}
+    answer = await mm.run(payload, ctx)
     assert set(answer) >= ANSWER_FIELDS
-    assert answer["merkleRoot"] == ROOT_64
+    assert answer["merkleRoot"] == VECTOR_16["merkleRoot"]
+    assert answer["seed"] == VECTOR_16["seed"]  # the request's seed, not the key material
+    assert answer["prover"] == VECTOR_16["node_address"]
     assert answer["backend"] == "cpu" and answer["device"] == "cpu"
-    assert answer["flops"] == 2 * 64**3
-    assert answer["matrixSize"] == 64 and answer["dtype"] == "int8"
+    assert answer["flops"] == 2 * 16**3
+    assert answer["matrixSize"] == 16 and answer["dtype"] == "int8"
     assert set(answer["deviceInfo"]) == {"name", "computeCapability", "memoryGB"}
-    rows = choose_rows(64, 16)
+    rows = choose_rows(16, 8)
     proofs = await proof.run({"commitmentId": answer["commitmentId"], "rows": rows}, ctx)
-    outcome = verify_proofs(Seed(SEED_64), 64, parse_root(answer["merkleRoot"]), rows, proofs)
+    seed = Seed(bytes.fromhex(VECTOR_16["seed"][2:]))
+    outcome = verify_proofs(
+        seed, 16, parse_root(answer["merkleRoot"]), rows, proofs, prover=ctx.signer.address
+    )
     assert outcome.ok, outcome.failures
+    assert [p["digest"] for p in proofs["proofs"]] == [VECTOR_16["row_digests"][r] for r in rows]
     assert ctx.metrics.registry.get_sample_value("fxn_matmul_last_tops", {"backend": "cpu"}) is not None
 
 
@@ -85,7 +95,9 @@ async def test_random_form_draws_a_seed_that_verifies(pair: Pair, ctx: Challenge
     answer = await mm.run({"size": 33}, ctx)
     seed = Seed(bytes.fromhex(answer["seed"][2:]))
     proofs = await proof.run({"commitmentId": answer["commitmentId"], "rows": [0, 32]}, ctx)
-    assert verify_proofs(seed, 33, parse_root(answer["merkleRoot"]), [0, 32], proofs).ok
+    assert verify_proofs(
+        seed, 33, parse_root(answer["merkleRoot"]), [0, 32], proofs, prover=ctx.signer.address
+    ).ok
 
 
 async def test_commitment_is_single_use(pair: Pair, ctx: ChallengeContext) -> None:
@@ -250,9 +262,12 @@ async def test_explicit_refusals(
     assert (err.status, err.code, str(err)) == (400, code, message)
 
 
-def test_seed_words_follow_the_spec() -> None:
+def test_key_words_follow_the_spec() -> None:
     seed = Seed(hashlib.sha256(b"w").digest())
-    words = [int.from_bytes(seed.raw[i : i + 4], "big") for i in range(0, 32, 4)]
-    assert seed.a_keys == (words[0], words[1])
-    assert seed.b_keys == (words[2], words[3])
-    assert seed.digest_keys == (words[4], words[5])
+    prover = "0x" + "ab" * 20
+    keys = MatrixKeys.bind(seed, prover)
+    assert keys.material == hashlib.sha256(b"fxn-matmul-v2" + seed.raw + bytes.fromhex("ab" * 20)).digest()
+    words = [int.from_bytes(keys.material[i : i + 4], "big") for i in range(0, 32, 4)]
+    assert keys.a_keys == (words[0], words[1])
+    assert keys.b_keys == (words[2], words[3])
+    assert keys.digest_keys == (words[4], words[5])

@@ -16,14 +16,19 @@ from function_node.challenges.matmul.commitment import (
     verify_path,
 )
 from function_node.challenges.matmul.compute import NumpyBackend
-from function_node.challenges.matmul.generate import Seed, parse_seed
+from function_node.challenges.matmul.generate import MatrixKeys, Seed, parse_seed
 from function_node.challenges.matmul.verify import (
     MAX_PROOF_ROWS,
     choose_rows,
     recompute_row_digests,
     verify_proofs,
 )
-from tests.unit.test_matmul_vectors import SEED_5, SEED_64, ref_all, ref_root
+from tests.unit.test_matmul_vectors import ref_all, ref_key_material, ref_root, ref_words
+
+PROVER = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # the node the verifier expects (anvil's account 2)
+RELAYED_FROM = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"  # another node, which really computed it
+SEED_5 = hashlib.sha256(b"fxn-matmul-vector-5").digest()
+SEED_64 = hashlib.sha256(b"fxn-matmul-vector-64").digest()
 
 
 def _answer(tree: MerkleTree, digests: list[int], rows: list[int]) -> dict[str, object]:
@@ -38,12 +43,13 @@ def _answer(tree: MerkleTree, digests: list[int], rows: list[int]) -> dict[str, 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 9, 16, 33])
 def test_every_row_of_small_trees_verifies(n: int) -> None:
     seed = Seed(hashlib.sha256(f"tree-{n}".encode()).digest())
-    _, _, _, digests, root = ref_all(seed.raw, n)
+    _, _, _, digests, root = ref_all(ref_words(ref_key_material(seed.raw, PROVER)), n)
     tree = MerkleTree.build(digests)
     assert tree.root == root == ref_root(digests)
     for row in range(n):
         assert verify_path(row, digests[row], tree.siblings(row), tree.root, n)
-    outcome = verify_proofs(seed, n, tree.root, list(range(n)), _answer(tree, digests, list(range(n))))
+    everything = list(range(n))
+    outcome = verify_proofs(seed, n, tree.root, everything, _answer(tree, digests, everything), prover=PROVER)
     assert outcome.ok, outcome.failures
     assert outcome.rows_checked == n
 
@@ -63,7 +69,7 @@ def test_single_leaf_tree_has_no_siblings() -> None:
 @pytest.fixture(scope="module")
 def committed() -> tuple[Seed, int, MerkleTree, list[int]]:
     seed = Seed(SEED_64)
-    digests = NumpyBackend().compute(64, seed).digests.tolist()
+    digests = NumpyBackend().compute(64, MatrixKeys.bind(seed, PROVER)).digests.tolist()
     return seed, 64, MerkleTree.build(digests), digests
 
 
@@ -71,7 +77,7 @@ def test_tampered_digest_is_rejected(committed: tuple[Seed, int, MerkleTree, lis
     seed, n, tree, digests = committed
     answer = _answer(tree, digests, [3, 10])
     answer["proofs"][0]["digest"] = str(digests[3] + 1)  # type: ignore[index]
-    outcome = verify_proofs(seed, n, tree.root, [3, 10], answer)
+    outcome = verify_proofs(seed, n, tree.root, [3, 10], answer, prover=PROVER)
     assert not outcome.ok
     assert outcome.failures == [f"row 3: digest {digests[3] + 1} differs from the recomputed {digests[3]}"]
 
@@ -80,7 +86,7 @@ def test_wrong_sibling_is_rejected(committed: tuple[Seed, int, MerkleTree, list[
     seed, n, tree, digests = committed
     answer = _answer(tree, digests, [7])
     answer["proofs"][0]["siblings"][2] = "0x" + "00" * 32  # type: ignore[index]
-    outcome = verify_proofs(seed, n, tree.root, [7], answer)
+    outcome = verify_proofs(seed, n, tree.root, [7], answer, prover=PROVER)
     assert outcome.failures == ["row 7: the Merkle path does not lead to the committed root"]
 
 
@@ -89,31 +95,45 @@ def test_wrong_row_index_is_rejected(committed: tuple[Seed, int, MerkleTree, lis
     seed, n, tree, digests = committed
     answer = _answer(tree, digests, [8])
     answer["proofs"][0]["row"] = 9  # type: ignore[index]
-    outcome = verify_proofs(seed, n, tree.root, [9], answer)
+    outcome = verify_proofs(seed, n, tree.root, [9], answer, prover=PROVER)
     assert not outcome.ok
     assert outcome.failures[0].startswith("row 9: digest")
     # ... and with the right digest for row 9 but row 8's path, the path fails.
     answer = _answer(tree, digests, [8])
     answer["proofs"][0].update(row=9, digest=str(digests[9]))  # type: ignore[index]
-    outcome = verify_proofs(seed, n, tree.root, [9], answer)
+    outcome = verify_proofs(seed, n, tree.root, [9], answer, prover=PROVER)
     assert outcome.failures == ["row 9: the Merkle path does not lead to the committed root"]
 
 
 def test_wrong_seed_is_rejected(committed: tuple[Seed, int, MerkleTree, list[int]]) -> None:
     _, n, tree, digests = committed
     other = Seed(SEED_5 + b"")  # the node computed with a different seed than the scheduler sent
-    outcome = verify_proofs(other, n, tree.root, [0], _answer(tree, digests, [0]))
+    outcome = verify_proofs(other, n, tree.root, [0], _answer(tree, digests, [0]), prover=PROVER)
     assert not outcome.ok
     assert outcome.failures[0].startswith("row 0: digest")
 
 
+def test_a_root_computed_by_another_prover_is_rejected() -> None:
+    # A node without a GPU relays the challenge to a GPU node and returns its (honest) proof: the
+    # verifier recomputes with the keys of the prover it expects, so every row fails.
+    seed, n = Seed(SEED_64), 64
+    digests = NumpyBackend().compute(n, MatrixKeys.bind(seed, RELAYED_FROM)).digests.tolist()
+    tree = MerkleTree.build(digests)
+    assert verify_proofs(seed, n, tree.root, [0, 9], _answer(tree, digests, [0, 9]), prover=RELAYED_FROM).ok
+    outcome = verify_proofs(seed, n, tree.root, [0, 9], _answer(tree, digests, [0, 9]), prover=PROVER)
+    assert not outcome.ok
+    assert [f.split(":")[0] for f in outcome.failures] == ["row 0", "row 9"]
+
+
 def test_missing_extra_and_malformed_proofs(committed: tuple[Seed, int, MerkleTree, list[int]]) -> None:
     seed, n, tree, digests = committed
-    outcome = verify_proofs(seed, n, tree.root, [1, 2], _answer(tree, digests, [1, 5]))
+    outcome = verify_proofs(seed, n, tree.root, [1, 2], _answer(tree, digests, [1, 5]), prover=PROVER)
     assert outcome.failures == ["rows [5] were not asked for", "row 2 is missing from the proofs"]
-    assert verify_proofs(seed, n, tree.root, [1], {"nope": 1}).failures == ['the answer has no "proofs" list']
+    assert verify_proofs(seed, n, tree.root, [1], {"nope": 1}, prover=PROVER).failures == [
+        'the answer has no "proofs" list'
+    ]
     bad = {"proofs": [{"row": 1, "digest": "-5", "siblings": []}]}
-    assert verify_proofs(seed, n, tree.root, [1], bad).failures == [
+    assert verify_proofs(seed, n, tree.root, [1], bad, prover=PROVER).failures == [
         "row 1: digest must be a decimal string below 2^64",
         "row 1 is missing from the proofs",
     ]
@@ -125,12 +145,12 @@ def test_skipped_rows_are_caught(committed: tuple[Seed, int, MerkleTree, list[in
     forged = list(digests)
     forged[20] = 12345
     tree = MerkleTree.build(forged)
-    outcome = verify_proofs(seed, n, tree.root, [20], _answer(tree, forged, [20]))
+    outcome = verify_proofs(seed, n, tree.root, [20], _answer(tree, forged, [20]), prover=PROVER)
     assert outcome.failures == [f"row 20: digest 12345 differs from the recomputed {digests[20]}"]
 
 
 def test_recompute_matches_full_computation_with_and_without_threads() -> None:
-    seed = Seed(hashlib.sha256(b"recompute").digest())
+    seed = MatrixKeys.bind(Seed(hashlib.sha256(b"recompute").digest()), PROVER)
     n = 1500  # more than one B block, not a multiple of the block size
     full = NumpyBackend().compute(n, seed).digests
     rows = [0, 1, 749, 1499]

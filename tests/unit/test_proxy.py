@@ -1,7 +1,7 @@
 """The proxy in-process against the fake backend: relay, rewrite, header hygiene, every error path.
 
-Auth is replaced by a trusting stand-in (tests.fixtures.node.trusted_caller_middleware_for_tests);
-the real auth middleware in front of the proxy is covered by the integration tests.
+Every request goes through the node's whole middleware stack (``create_app``), signed as the
+development gateway by ``proxy_client``'s client.
 """
 
 from __future__ import annotations
@@ -56,11 +56,6 @@ async def test_chat_relayed_byte_for_byte(fake_backend: FakeBackend, proxy_clien
         data=body,
         headers={
             "Content-Type": "application/json",
-            "X-Address": "0xabc",
-            "X-Signature": "sig",
-            "X-Timestamp": "1",
-            "X-Nonce": "n",
-            "X-Fxn-Auth": "2",
             "Authorization": "Bearer gateway-secret",
             "X-Custom": "kept",
             "X-Request-Id": "req-123",
@@ -210,8 +205,7 @@ async def test_sse_relayed_and_ends_with_done(fake_backend: FakeBackend, proxy_c
     resp = await client.post("/v1/chat/completions", data=orjson.dumps({**CHAT, "stream": True}))
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/event-stream"
-    text = (await resp.read()).decode()
-    events = [e for e in text.split("\n\n") if e]
+    events = client.stream_events(await resp.read())
     assert events[-1] == "data: [DONE]"
     contents = [orjson.loads(e[6:])["choices"][0]["delta"].get("content", "") for e in events[:-1]]
     assert "".join(contents) == "".join(reply_tokens("hello there", 5))
@@ -226,7 +220,7 @@ async def test_die_midstream_ends_with_error_event(
         "/v1/chat/completions", data=orjson.dumps({**CHAT, "model": DIE_MIDSTREAM, "stream": True})
     )
     assert resp.status == 200
-    events = [e for e in (await resp.read()).decode().split("\n\n") if e]
+    events = client.stream_events(await resp.read())
     assert events[:MIDSTREAM_EVENTS] == [f'data: {{"n": {i}}}' for i in range(MIDSTREAM_EVENTS)]
     assert len(events) == MIDSTREAM_EVENTS + 1
     error = orjson.loads(events[-1].removeprefix("data: "))["error"]
@@ -301,7 +295,7 @@ async def test_max_concurrency_full_is_429(fake_backend: FakeBackend, proxy_clie
     assert second.status == 429
     assert second.headers["Retry-After"] == "1"
     assert (await second.json())["error"]["code"] == "model_at_capacity"
-    assert (await first.read()).endswith(b"data: [DONE]\n\n")
+    assert b"data: [DONE]\n\n: fxn-signature 0x" in await first.read()
     third = await client.post("/v1/chat/completions", data=body)
     assert third.status == 200
     await third.read()

@@ -123,7 +123,7 @@ async def test_total_timeout_mid_stream_ends_with_error_event(
     resp = await client.post("/v1/chat/completions", data=body)
     assert resp.status == 200
     assert resp.headers["Content-Type"] == "text/event-stream"
-    events = [e for e in (await resp.read()).decode().split("\n\n") if e]
+    events = client.stream_events(await resp.read())
     assert len(events) >= 2
     assert "data: [DONE]" not in events
     for event in events[:-1]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +20,19 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from function_node.challenges.matmul.compute import MatmulResult, NumpyBackend
-from function_node.challenges.matmul.generate import Seed
+from function_node.challenges.matmul.driver import REASON_PROOF_INVALID
+from function_node.challenges.matmul.generate import MatrixKeys
 from function_node.client import FxnSigner
 from function_node.config.backends import BackendConfig
 from function_node.config.settings import Settings
 from function_node.devnet.process import ManagedProcess, free_port
 from function_node.node.app import create_app
 from function_node.node.challenge import CHALLENGES
-from function_node.scheduler.checks import CHECKS, REASON_PROOF_INVALID, REASON_UNEXPECTED_ADDRESS
+from function_node.scheduler.checks import CHECKS, REASON_UNEXPECTED_ADDRESS
 from function_node.scheduler.config import SchedulerConfig
 from function_node.scheduler.metrics import SchedulerMetrics
 from function_node.scheduler.runner import RoundReport, Scheduler
 from function_node.scheduler.store import SchedulerStore
-from function_node.scheduler.verification import matmul_verifier
 from function_node.signing import LocalSigner
 from tests.fixtures.common import DEV_KEYS
 from tests.fixtures.node import NodeProcess
@@ -44,8 +45,8 @@ MODEL = "dev-model"
 class SkipsRowsCpuBackendForTests(NumpyBackend):
     """TEST ONLY: a lazy node that computes the first eighth of C's rows and makes up the rest."""
 
-    def compute(self, n: int, seed: Seed) -> MatmulResult:
-        honest = NumpyBackend.compute(self, n, seed)
+    def compute(self, n: int, keys: MatrixKeys) -> MatmulResult:
+        honest = NumpyBackend.compute(self, n, keys)
         digests = honest.digests.copy()
         rng = np.random.default_rng(7)
         digests[n // 8 :] = rng.integers(0, 2**63, size=n - n // 8, dtype=np.uint64)
@@ -82,7 +83,6 @@ async def one_round(config: SchedulerConfig, signer: LocalSigner, registry: Coll
                 signer=FxnSigner(signer),
                 store=store,
                 metrics=SchedulerMetrics(registry),
-                verifier=matmul_verifier(),
                 session=session,
             )
             return await scheduler.run_round()
@@ -187,7 +187,14 @@ async def test_node_with_another_key_is_flagged(
         scheduler_signer,
         CollectorRegistry(),
     )
-    assert verdicts(report)["identity"] == (False, REASON_UNEXPECTED_ADDRESS)
+    # /health already claims another address than the expected one: nothing more is sent.
+    assert verdicts(report) == {
+        "reachable": (False, REASON_UNEXPECTED_ADDRESS),
+        "identity": (False, "skipped"),
+        "endpoint": (False, "skipped"),
+        "matmul": (False, "skipped"),
+        "inference": (False, "skipped"),
+    }
 
 
 async def test_unreachable_node_is_recorded_with_every_check_skipped(
@@ -206,7 +213,7 @@ async def test_unreachable_node_is_recorded_with_every_check_skipped(
     }
 
 
-async def test_scheduler_not_admitted_by_the_node_gets_http_401(
+async def test_scheduler_not_admitted_by_the_node_gets_an_unsigned_401_that_fails_identity(
     tmp_path: Path, tampered_node: str, stranger_signer: LocalSigner
 ) -> None:
     report = await one_round(
@@ -214,8 +221,10 @@ async def test_scheduler_not_admitted_by_the_node_gets_http_401(
     )
     [probe] = report.nodes
     identity = next(r for r in probe.results if r.check == "identity")
-    assert (identity.ok, identity.reason) == (False, "http_401")
-    assert identity.detail.startswith("unknown_caller: ")
+    # Refused before the node verified the scheduler, so the refusal is unsigned: not the node's word.
+    assert (identity.ok, identity.reason) == (False, "wrong_signer")
+    assert identity.detail.startswith("HTTP 401 unknown_caller: the answer names node '(none)'")
+    assert verdicts(report)["matmul"] == (False, "skipped")
 
 
 async def test_serve_exports_metrics_while_running_and_stops_on_request(
@@ -298,7 +307,6 @@ async def test_nodes_come_from_provider_metadata_on_chain(
                     signer=FxnSigner(scheduler_signer),
                     store=store,
                     metrics=SchedulerMetrics(CollectorRegistry()),
-                    verifier=matmul_verifier(),
                     session=session,
                     nodes=registry_node_source(config),
                 ).run_round()
@@ -337,8 +345,11 @@ async def test_a_node_naming_no_valid_address_is_malformed(
 async def test_an_unforeseen_error_fails_that_node_only(
     tmp_path: Path, tampered_node: str, scheduler_signer: LocalSigner
 ) -> None:
-    def broken_verifier(*_: object) -> str | None:
-        raise RuntimeError("verifier bug")
+    class BrokenExecutorForTests(ThreadPoolExecutor):
+        """TEST ONLY: the verifier's thread pool fails, as a bug in the verification would."""
+
+        def submit(self, *_: Any, **__: Any) -> Any:
+            raise RuntimeError("verifier bug")
 
     config = scheduler_config(tmp_path, [{"url": tampered_node}, {"url": f"http://127.0.0.1:{free_port()}"}])
     with SchedulerStore(config.database_path) as store:
@@ -348,8 +359,8 @@ async def test_an_unforeseen_error_fails_that_node_only(
                 signer=FxnSigner(scheduler_signer),
                 store=store,
                 metrics=SchedulerMetrics(CollectorRegistry()),
-                verifier=broken_verifier,
                 session=session,
+                executor=BrokenExecutorForTests(1),
             ).run_round()
     by_url = {p.node_url: {r.check: (r.ok, r.reason, r.detail) for r in p.results} for p in report.nodes}
     assert by_url[tampered_node] == {"reachable": (False, "probe_error", "RuntimeError: verifier bug")}

@@ -13,17 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from function_node.errors import SigningError
+from function_node.protocol import legacy_message, response_message, v2_message
 from function_node.signing import (
     LocalSigner,
     body_sha256,
-    legacy_message,
     normalize_address,
     parse_signature,
     recover_address,
-    response_message,
     sign_message,
     to_checksum_address,
-    v2_message,
 )
 from tests.fixtures.common import DEV_KEYS
 
@@ -230,8 +228,12 @@ def test_v2_is_bound_to_method_and_differs_from_legacy() -> None:
 
 
 def test_response_message_and_sign_message_agree_with_eth_account() -> None:
-    message = response_message(body_sha256(b"req"), "nonce-1", body_sha256(b"resp"))
-    assert message == f"{body_sha256(b'req')}.nonce-1.{body_sha256(b'resp')}"
+    node, caller = SIGNERS[2].address, SIGNERS[0].address
+    message = response_message(node, caller, body_sha256(b"req"), "nonce-1", 200, body_sha256(b"resp"))
+    assert message == (
+        f"fxn-response-v1\n{node.lower()}\n{caller.lower()}\n{body_sha256(b'req')}\nnonce-1\n200\n"
+        f"{body_sha256(b'resp')}"
+    )
     signature = sign_message(bytes.fromhex(DEV_KEYS[1][2:]), message)
     assert signature[-2:] in ("1b", "1c")
     recovered = Account.recover_message(encode_defunct(text=message), signature=bytes.fromhex(signature))

@@ -19,8 +19,9 @@ from typing import Any, ClassVar, Final
 from function_node.challenges.base import ChallengeContext
 from function_node.challenges.gpu_stats import collect_gpu_stats, export_gpu_metrics
 from function_node.errors import ChallengeError
+from function_node.protocol import identity_message
 
-__all__ = ["IdentityChallenge", "discover_ip", "identity_message", "system_info"]
+__all__ = ["IdentityChallenge", "discover_ip", "system_info"]
 
 MAX_NONCE_CHARS: Final = 256
 # A documentation address (RFC 5737): connecting a UDP socket only asks the kernel for a route and the
@@ -28,11 +29,6 @@ MAX_NONCE_CHARS: Final = 256
 _ROUTE_PROBE: Final = ("192.0.2.1", 9)
 _DISCOVERY_TIMEOUT_S: Final = 1.0
 _GIB: Final = float(1 << 30)
-
-
-def identity_message(address: str, ip_address: str, nonce: str) -> str:
-    """What IDENTITY's ``signature`` signs (EIP-191)."""
-    return f"{address}.{ip_address}.{nonce}"
 
 
 def discover_ip(target: tuple[str, int] = _ROUTE_PROBE) -> str:

@@ -23,7 +23,9 @@ __all__ = [
     "EXIT_USAGE",
     "CliState",
     "default_home",
+    "expected_node_address",
     "fail",
+    "orjson_text",
     "state",
 ]
 
@@ -100,3 +102,34 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     """Print one clear sentence to stderr and exit with ``code``."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def expected_node_address(
+    cli: CliState, settings: Settings, node: str | None, node_address: str | None
+) -> str | None:
+    """The address a node's answers must be signed by, from what the operator trusts: ``--node-address``,
+    else this home's own node key when ``--node`` is not given (the request goes to this home's node),
+    else None (the caller learns it from ``/health`` on first use)."""
+    from function_node.config.home import key_path
+    from function_node.errors import KeyFileError, SigningError
+    from function_node.keys import key_file_address
+    from function_node.signing import normalize_address
+
+    if node_address is not None:
+        try:
+            return normalize_address(node_address)
+        except SigningError:
+            fail(f"--node-address {node_address!r} is not 0x followed by 40 hex digits", EXIT_USAGE)
+    if node is not None:
+        return None
+    try:
+        return key_file_address(key_path(cli.home, settings))
+    except KeyFileError:
+        return None
+
+
+def orjson_text(value: object) -> str:
+    """``value`` as indented JSON, for printing an answer."""
+    import orjson
+
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()

@@ -1,10 +1,11 @@
 """``fxn request PATH [BODY]``: send one signed request to a node and print the answer.
 
-The key is a gateway's or a scheduler's (``--key``), or the home's node key by default. The request
-is signed v2 when the node's ``/health`` says its address (``--legacy`` forces the legacy form).
-A JSON answer is printed indented and its ``X-Fxn-Response-Signature`` is checked; an SSE answer
-(``"stream": true``) is printed line by line as it arrives. Exit 1 on an HTTP error or a signature
-that does not verify, 2 on bad usage.
+The key is a gateway's or a scheduler's (``--key``), or the home's node key by default. The node's
+address is ``--node-address``, else this home's own node address when the request goes to this home's
+node, else what its ``/health`` says (trusted on first use); the request is signed v2 for it
+(``--legacy`` forces the legacy form) and the answer must be signed by it. A JSON answer is printed
+indented; an SSE answer (``"stream": true``) is printed as it arrives, and its closing signature line
+is checked at the end. Exit 1 on an HTTP error or a signature that does not verify, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
 
-from function_node.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, fail, state
+from function_node.cli._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, expected_node_address, fail, state
 
 if TYPE_CHECKING:
-    import aiohttp
-
+    from function_node.client import NodeAnswer
     from function_node.signing import LocalSigner
 
 __all__ = ["register"]
@@ -53,6 +53,14 @@ def request(
     method: Annotated[
         str | None, typer.Option("--method", "-X", help="HTTP method (default: POST with a body, else GET).")
     ] = None,
+    node_address: Annotated[
+        str | None,
+        typer.Option(
+            "--node-address",
+            help="The node's address (from its provider registry entry): signed for, and its answer must "
+            "be signed by it. Default: this home's node key for this home's node, else /health on first use.",
+        ),
+    ] = None,
     legacy: Annotated[
         bool, typer.Option("--legacy", help="Sign the legacy message instead of the v2 (audience-bound) one.")
     ] = False,
@@ -80,75 +88,78 @@ def request(
     if not url.startswith(("http://", "https://")):
         fail(f"--node must be an http:// or https:// URL (got {node!r})", EXIT_USAGE)
     signer = cli.caller_signer(settings, key)
+    expected = expected_node_address(cli, settings, node, node_address)
     verb = (method or ("POST" if text is not None else "GET")).upper()
     payload = b"" if text is None else text.encode()
-    code = asyncio.run(_send(signer, verb, url, payload, legacy=legacy, stream=stream))
+    code = asyncio.run(_send(signer, verb, url, payload, expected=expected, legacy=legacy, stream=stream))
     if code != EXIT_OK:
         raise typer.Exit(code)
 
 
 async def _send(
-    signer: LocalSigner, method: str, url: str, body: bytes, *, legacy: bool, stream: bool
+    signer: LocalSigner,
+    method: str,
+    url: str,
+    body: bytes,
+    *,
+    expected: str | None,
+    legacy: bool,
+    stream: bool,
 ) -> int:
     import aiohttp
 
-    from function_node.client import FxnClientSession
+    from function_node.client import FxnClientSession, NodeIdentityError
 
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=_CONNECT_TIMEOUT)
     headers = {"Content-Type": "application/json"} if body else {}
     if stream:
         headers["Accept"] = "text/event-stream"
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        fxn = FxnClientSession(signer, legacy=legacy, session=session)
+        fxn = FxnClientSession(signer, expected, legacy=legacy, session=session)
         try:
-            expected_node = await fxn.node_address(url)
-            response = await fxn.request(method, url, data=body, headers=headers)
+            node = await fxn.node_address(url)
+            if expected is None and node is not None:
+                typer.echo(
+                    f"trusting node {node} (from its /health) on first use; --node-address pins it", err=True
+                )
+            async with await fxn.request(method, url, data=body, headers=headers) as answer:
+                return await _report(answer, signer.address)
+        except NodeIdentityError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            return EXIT_FAILURE
         except aiohttp.ClientError as exc:
             typer.echo(f"error: cannot reach the node at {url}: {exc}", err=True)
             return EXIT_FAILURE
-        async with response:
-            return await _report(response, body, expected_node)
 
 
-async def _report(response: aiohttp.ClientResponse, request_body: bytes, expected_node: str | None) -> int:
-    if response.status >= 400:
-        raw = await response.read()
-        typer.echo(f"error: HTTP {response.status}: {_error_message(raw)}", err=True)
-        return EXIT_FAILURE
-    node = response.headers.get("X-Fxn-Node", "")
-    if response.content_type == "text/event-stream":
-        async for line in response.content:
-            sys.stdout.write(line.decode("utf-8", "replace"))
+async def _report(answer: NodeAnswer, caller: str) -> int:
+    """Print the answer (streams as they arrive); its signature is checked as it is read."""
+    if answer.content_type == "text/event-stream" and answer.status < 400:
+        async for chunk in answer.iter_chunks():
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
             sys.stdout.flush()
-        typer.echo(
-            f"streamed answer from node {node or '(unnamed)'}; streams carry no response signature", err=True
-        )
+        _say_verified(answer)
         return EXIT_OK
-    raw = await response.read()
+    raw = await answer.read()
+    if answer.status >= 400:
+        typer.echo(f"error: HTTP {answer.status}: {_error_message(raw)}", err=True)
+        if answer.status == 401 and b'"unknown_caller"' in raw:
+            typer.echo(
+                f"hint: the node does not know {caller} as a gateway or scheduler. Sign with a registered "
+                "gateway's or scheduler's key (--key FILE); the node's own key is neither.",
+                err=True,
+            )
+        return EXIT_FAILURE
     typer.echo(_pretty(raw))
-    return _check_signature(response, request_body, raw, expected_node)
-
-
-def _check_signature(
-    response: aiohttp.ClientResponse, request_body: bytes, raw: bytes, expected_node: str | None
-) -> int:
-    from function_node.client import verify_response_signature
-
-    node = response.headers.get("X-Fxn-Node", "")
-    signature = response.headers.get("X-Fxn-Response-Signature")
-    if expected_node is not None and node.lower() != expected_node:
-        typer.echo(f"error: the answer names node {node!r} but /health said {expected_node}", err=True)
-        return EXIT_FAILURE
-    if signature is None:
-        typer.echo("warning: the answer carries no X-Fxn-Response-Signature", err=True)
-        return EXIT_OK
-    nonce = response.request_info.headers.get("X-Nonce", "")
-    if not verify_response_signature(node, request_body, nonce, raw, signature):
-        typer.echo(f"error: X-Fxn-Response-Signature does not verify for node {node!r}", err=True)
-        return EXIT_FAILURE
-    source = "its /health" if expected_node is not None else "X-Fxn-Node"
-    typer.echo(f"response signature: valid (node {node}, address from {source})", err=True)
+    _say_verified(answer)
     return EXIT_OK
+
+
+def _say_verified(answer: NodeAnswer) -> None:
+    if answer.verified:
+        typer.echo(f"response signature: valid (node {answer.headers.get('X-Fxn-Node', '')})", err=True)
+    else:
+        typer.echo("warning: the node's address is unknown, so its answer was not checked", err=True)
 
 
 def _pretty(raw: bytes) -> str:

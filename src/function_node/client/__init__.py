@@ -1,16 +1,27 @@
 """Client library: sign requests to a Function Node and check who answered (SPEC §5, §9).
 
 * :class:`FxnSigner` — the four (five, for v2) authentication headers for any HTTP stack.
-* :class:`FxnAuth` — ``httpx.Auth`` for httpx and the official ``openai`` SDK.
-* :class:`FxnClientSession` — the same for aiohttp.
-* :func:`verify_response_signature` — check ``X-Fxn-Response-Signature`` against the node's address.
+* :class:`FxnAuth` — ``httpx.Auth`` for httpx and the official ``openai`` SDK; checks every answer.
+* :class:`FxnClientSession` — the same for aiohttp; its answers are :class:`NodeAnswer`.
+* :func:`verify_response_signature` — check a plain or streamed answer's signature yourself.
+* :class:`NodeIdentityError` — raised when a node is not the one expected.
 
-Everything else in this package is private and may change.
+Pass the node's address from what you trust (its provider registry entry) as ``node_address``; with a
+bare URL the address in ``GET /health`` is trusted on first use. Everything else in this package is
+private and may change.
 """
 
-from function_node.client._aiohttp import FxnClientSession
+from function_node.client._aiohttp import FxnClientSession, NodeAnswer
 from function_node.client._httpx import FxnAuth
 from function_node.client._signer import FxnSigner
 from function_node.client._verify import verify_response_signature
+from function_node.errors import NodeIdentityError
 
-__all__ = ["FxnAuth", "FxnClientSession", "FxnSigner", "verify_response_signature"]
+__all__ = [
+    "FxnAuth",
+    "FxnClientSession",
+    "FxnSigner",
+    "NodeAnswer",
+    "NodeIdentityError",
+    "verify_response_signature",
+]

@@ -1,34 +1,44 @@
-"""``FxnAuth``: an ``httpx.Auth`` that signs every request, so the official ``openai`` SDK can call a node::
+"""``FxnAuth``: an ``httpx.Auth`` that signs every request and checks who answered it, so the official
+``openai`` SDK can call a node::
 
-    OpenAI(base_url=node + "/v1", api_key="-", http_client=httpx.Client(auth=FxnAuth(key)))
+    OpenAI(base_url=node + "/v1", api_key="-",
+           http_client=httpx.Client(auth=FxnAuth(key, node_address="0x…")))
 
-It works with ``httpx.Client`` and ``httpx.AsyncClient``. It signs the exact body bytes and path
-that go on the wire (httpx hands the auth flow the final request).
+It works with ``httpx.Client`` and ``httpx.AsyncClient``. It signs the exact body bytes and path that go
+on the wire (httpx hands the auth flow the final request). When the node's address is known (given,
+or learned from ``/health`` on first use) every answer must be signed by it: a plain answer is read and
+its ``X-Fxn-Response-Signature`` checked before it is returned; a streamed answer is checked as it is
+read, and its last line must be the node's ``: fxn-signature``. A wrong or missing signature raises
+:class:`~function_node.errors.NodeIdentityError`. The one answer that is not signed is a refusal from
+before the node verified the request (unknown caller, bad signature, …: it carries no ``X-Fxn-Node``);
+it is returned as the error it is, so the SDK raises its usual error for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
-from typing import Final
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 
 import httpx
 
-from function_node.client._discovery import HEALTH_PATH, address_from_health, origin_of
+from function_node.client._discovery import HEALTH_PATH, Audience
 from function_node.client._signer import FxnSigner
-from function_node.signing import LocalSigner, normalize_address
+from function_node.errors import NodeIdentityError
+from function_node.protocol import HEADER_NONCE, ExpectedAnswer, StreamCheck
+from function_node.signing import LocalSigner
 
 __all__ = ["FxnAuth"]
 
-_UNKNOWN: Final = ""  # discovery was tried and found no address: sign legacy, do not ask again
+_SSE = "text/event-stream"
 
 
 class FxnAuth(httpx.Auth):
     """Sign each request with ``key`` (a LocalSigner, an FxnSigner or a hex private key).
 
-    With ``node_address`` the v2 (audience-bound) signature is used. Without it, and with
-    ``discover`` (the default), the first request to a node is preceded by one ``GET /health`` at
-    the node's origin (``scheme://host:port/health``) to learn its address; if that gives none,
-    requests are signed legacy. Pass ``node_address`` for a node served under a path prefix.
+    ``node_address`` is the node's address from what you trust (its provider registry entry): requests
+    are signed v2 for it, a ``/health`` that claims another address makes the first request fail
+    before anything is sent, and every answer must carry its signature. Without it, and with
+    ``discover`` (the default), the first request to a node is preceded by one ``GET /health`` at the
+    node's origin, whose address is then trusted on first use. ``verify=False`` skips the answer checks.
     """
 
     requires_request_body = True
@@ -39,49 +49,107 @@ class FxnAuth(httpx.Auth):
         node_address: str | None = None,
         *,
         discover: bool = True,
+        verify: bool = True,
     ) -> None:
         self.signer = key if isinstance(key, FxnSigner) else FxnSigner(key)
-        self._fixed = normalize_address(node_address) if node_address else None
-        self._discover = discover
-        self._learned: dict[str, str] = {}  # origin -> address, or _UNKNOWN
+        self._audience = Audience(node_address, discover=discover)
+        self._verify = verify
 
     def node_address(self, url: str) -> str | None:
-        """The node address this auth signs for at ``url`` (None: legacy)."""
-        if self._fixed is not None:
-            return self._fixed
-        return self._learned.get(origin_of(url)) or None
-
-    def _needs_discovery(self, request: httpx.Request) -> bool:
-        return self._fixed is None and self._discover and origin_of(str(request.url)) not in self._learned
+        """The node address this auth signs for, and expects answers from, at ``url`` (None: legacy)."""
+        return self._audience.expected(url)
 
     def _health_request(self, request: httpx.Request) -> httpx.Request:
         url = request.url.copy_with(raw_path=HEALTH_PATH.encode(), query=None, fragment=None)
         return httpx.Request("GET", url, extensions=request.extensions)
 
-    def _learn(self, request: httpx.Request, response: httpx.Response) -> None:
-        address = address_from_health(response.status_code, response.content)
-        self._learned[origin_of(str(request.url))] = address or _UNKNOWN
-
-    def _sign(self, request: httpx.Request) -> httpx.Request:
+    def _sign(self, request: httpx.Request) -> ExpectedAnswer | None:
+        url = str(request.url)
         target = request.url.raw_path.decode("ascii")
         request.headers.update(
-            self.signer.headers(request.method, target, request.content, self.node_address(str(request.url)))
+            self.signer.headers(request.method, target, request.content, self._audience.audience(url))
         )
-        return request
+        node = self._audience.expected(url)
+        if node is None or not self._verify:
+            return None
+        nonce = request.headers[HEADER_NONCE]
+        return ExpectedAnswer.for_request(node, self.signer.address, request.content, nonce)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.read()
-        if self._needs_discovery(request):
+        if self._audience.needs_health(str(request.url)):
             # A transport error here reaches the caller, as it would for the request itself.
-            response = yield self._health_request(request)
-            response.read()
-            self._learn(request, response)
-        yield self._sign(request)
+            health = yield self._health_request(request)
+            health.read()
+            self._audience.learn(str(request.url), health.status_code, health.content)
+        expected = self._sign(request)
+        response = yield request
+        if expected is None:
+            return
+        if _is_stream(response):
+            response.stream = _SyncCheckedStream(response.stream, expected.stream(response.status_code))
+            return
+        response.read()
+        _raise_for(expected.check_plain(response.status_code, response.headers, response.content))
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         await request.aread()
-        if self._needs_discovery(request):
-            response = yield self._health_request(request)
-            await response.aread()
-            self._learn(request, response)
-        yield self._sign(request)
+        if self._audience.needs_health(str(request.url)):
+            health = yield self._health_request(request)
+            await health.aread()
+            self._audience.learn(str(request.url), health.status_code, health.content)
+        expected = self._sign(request)
+        response = yield request
+        if expected is None:
+            return
+        if _is_stream(response):
+            response.stream = _AsyncCheckedStream(response.stream, expected.stream(response.status_code))
+            return
+        await response.aread()
+        _raise_for(expected.check_plain(response.status_code, response.headers, response.content))
+
+
+def _is_stream(response: httpx.Response) -> bool:
+    content_type = str(response.headers.get("Content-Type", ""))
+    return content_type.split(";", 1)[0].strip().lower() == _SSE
+
+
+def _raise_for(problem: str | None) -> None:
+    if problem is not None:
+        raise NodeIdentityError(problem)
+
+
+class _SyncCheckedStream(httpx.SyncByteStream):
+    """The raw (transfer-decoded) stream, checked as it is read; raises at its end when unsigned."""
+
+    def __init__(self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, check: StreamCheck) -> None:
+        if not isinstance(inner, httpx.SyncByteStream):
+            raise TypeError("a sync client's response has a sync stream")
+        self._inner = inner
+        self._check = check
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._inner:
+            self._check.update(chunk)
+            yield chunk
+        _raise_for(self._check.problem())
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _AsyncCheckedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, check: StreamCheck) -> None:
+        if not isinstance(inner, httpx.AsyncByteStream):
+            raise TypeError("an async client's response has an async stream")
+        self._inner = inner
+        self._check = check
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner:
+            self._check.update(chunk)
+            yield chunk
+        _raise_for(self._check.problem())
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

@@ -6,21 +6,17 @@ import secrets
 import time
 from typing import Final
 
-from function_node.node.auth_checks import (
+from function_node.protocol import (
     HEADER_ADDRESS,
     HEADER_AUTH_SCHEME,
     HEADER_NONCE,
     HEADER_SIGNATURE,
     HEADER_TIMESTAMP,
-)
-from function_node.signing import (
     V2_SCHEME,
-    LocalSigner,
-    body_sha256,
     legacy_message,
-    normalize_address,
     v2_message,
 )
+from function_node.signing import LocalSigner, body_sha256, normalize_address
 
 __all__ = ["FxnSigner", "request_path"]
 

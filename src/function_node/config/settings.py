@@ -132,6 +132,20 @@ class AuthSettings(ConfigModel):
     max_clock_skew: Duration = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     accept_legacy_signatures: bool = True
+    # A body must arrive within this, counted from the end of the headers (not per chunk), so a slow
+    # sender cannot hold a connection and its buffer for ever (SPEC §5 step 4).
+    body_read_timeout: Duration = Field(default=30.0, gt=0)
+    # Memory that bodies of requests whose signature is not yet verified may hold together.
+    max_unverified_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+
+    @model_validator(mode="after")
+    def _budget_holds_one_body(self) -> AuthSettings:
+        if self.max_unverified_body_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"auth.maxUnverifiedBodyBytes ({self.max_unverified_body_bytes}) must be at least "
+                f"auth.maxBodyBytes ({self.max_body_bytes}), or no body of the largest size could be read"
+            )
+        return self
 
 
 class NonceCacheSettings(ConfigModel):

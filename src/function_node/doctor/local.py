@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 __all__ = ["check_config", "check_gpu", "check_key", "check_matrix"]
 
 _NVIDIA_KEY: Final = "nvidia_gpu"
+# The prover of the local proof when the key file could not be read (the proof is bound to an address).
+_NO_ADDRESS: Final = "0x" + "00" * 20
 _NVIDIA_SOURCES: Final = ("nvml", "nvidia-smi")
 
 
@@ -146,17 +148,17 @@ async def check_gpu(ctx: DoctorContext) -> Sequence[Finding]:
     ]
 
 
-def _prove_locally(backend: MatmulBackend, n: int) -> tuple[bool, list[str], float]:
+def _prove_locally(backend: MatmulBackend, n: int, prover: str) -> tuple[bool, list[str], float]:
     """Compute with ``backend``, commit, prove 16 random rows and verify them as a scheduler would."""
     import secrets
 
     from function_node.challenges.matmul.commitment import MerkleTree
-    from function_node.challenges.matmul.generate import parse_seed
+    from function_node.challenges.matmul.generate import MatrixKeys, parse_seed
     from function_node.challenges.matmul.verify import choose_rows, verify_proofs
 
     seed = parse_seed("0x" + secrets.token_hex(32))
     started = time.perf_counter()
-    result = backend.compute(n, seed)
+    result = backend.compute(n, MatrixKeys.bind(seed, prover))
     digests = [int(d) for d in result.digests]
     tree = MerkleTree.build(digests)
     rows = choose_rows(n, 16)
@@ -166,7 +168,7 @@ def _prove_locally(backend: MatmulBackend, n: int) -> tuple[bool, list[str], flo
             for i in rows
         ]
     }
-    outcome = verify_proofs(seed, n, tree.root, rows, answer)
+    outcome = verify_proofs(seed, n, tree.root, rows, answer, prover=prover)
     return outcome.ok, outcome.failures, time.perf_counter() - started
 
 
@@ -192,7 +194,9 @@ async def check_matrix(ctx: DoctorContext) -> Sequence[Finding]:
             ]
     findings: list[Finding] = []
     for label, backend in backends:
-        ok, failures, seconds = await asyncio.to_thread(_prove_locally, backend, n)
+        ok, failures, seconds = await asyncio.to_thread(
+            _prove_locally, backend, n, ctx.address or _NO_ADDRESS
+        )
         if ok:
             findings.append(
                 Finding.ok(

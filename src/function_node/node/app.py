@@ -32,7 +32,7 @@ from function_node.node.proxy import add_openai_routes
 from function_node.node.upstream import IdleCappedConnector
 from function_node.signing import LocalSigner, to_checksum_address
 
-__all__ = ["backends_lifespan", "create_app", "upstream_session"]
+__all__ = ["backends_lifespan", "create_app", "node_application", "upstream_session"]
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
@@ -69,6 +69,21 @@ def backends_lifespan(
     return lifespan
 
 
+def node_application(settings: Settings, metrics: NodeMetrics) -> web.Application:
+    """The node's application shell: every production middleware and response hook, in production order
+    (observe, then auth), and no routes. ``create_app`` builds on it, and so do tests that serve other
+    handlers behind the real stack: nothing that guards the node can be left out of them."""
+    app = web.Application(
+        middlewares=[observe_middleware(metrics), auth_middleware],
+        # The auth middleware reads the body with the configured limit; aiohttp's own default (1 MiB)
+        # would refuse larger bodies first with a different answer.
+        client_max_size=settings.auth.max_body_bytes + 1,
+    )
+    install_request_id(app)
+    app.on_response_prepare.append(add_node_header)
+    return app
+
+
 def create_app(
     settings: Settings,
     backends: BackendConfig,
@@ -81,15 +96,8 @@ def create_app(
     from function_node.node.challenge import CHALLENGE_CONTEXT, CHALLENGES, challenge_handler
 
     node_metrics = metrics if metrics is not None else NodeMetrics()
-    app = web.Application(
-        middlewares=[observe_middleware(node_metrics), auth_middleware],
-        # The auth middleware reads the body with the configured limit; aiohttp's own default (1 MiB)
-        # would refuse larger bodies first with a different answer.
-        client_max_size=settings.auth.max_body_bytes + 1,
-    )
+    app = node_application(settings, node_metrics)
     node_address = to_checksum_address(signer.address)
-    install_request_id(app)
-    app.on_response_prepare.append(add_node_header)
     add_status_routes(
         app,
         version=__version__,

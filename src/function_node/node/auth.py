@@ -1,60 +1,66 @@
-"""The authentication middleware: SPEC §5's checks, in order, on ``/v1/*`` and ``/challenge``.
+"""The authentication middleware: SPEC §5's checks, in order, on ``/v1/*`` and ``/challenge``, and the
+response signature on every answer to a request whose signature verified.
 
-Order (the first failure answers): headers present and well-formed → caller allowed on the route →
-timestamp within ``auth.maxClockSkew`` → body within ``auth.maxBodyBytes`` → signature recovers to
-``X-Address`` → nonce claimed. The nonce is claimed last so that nobody can burn another caller's
-nonces with unsigned requests, and the body is read only for known callers.
+Order (the first failure answers): request target in origin form (every route) → headers present and
+well-formed → caller allowed on the route → timestamp within ``auth.maxClockSkew`` → body within
+``auth.maxBodyBytes``, within ``auth.bodyReadTimeout`` and within the node-wide budget of unverified
+bytes → signature recovers to ``X-Address`` → nonce claimed. The nonce is claimed last so that nobody
+can burn another caller's nonces with unsigned requests, and the body is read only for known callers.
 
 ``acceptLegacySignatures: false`` refuses a legacy signature with ``bad_signature`` (the message says
 that v2 is required): the request's signature is not one this node accepts, and keeping to SPEC's
 reason codes keeps dashboards and gateways' error handling unchanged.
 
-Answers to authenticated requests carry ``X-Fxn-Node``; plain (non-streamed) answers also carry
-``X-Fxn-Response-Signature``. A streamed answer's headers leave before the middleware sees it
-again, so the app registers :func:`add_node_header` on ``on_response_prepare`` for those.
-Handlers' ``web.HTTPException`` and ``ApiError`` are turned into answers here so that they are
-signed too; an error middleware, if any, belongs inside (after) this one.
+Once the signature verified, whatever the handler answers or raises is answered from here, built by
+:mod:`function_node.node.answers` and signed (``X-Fxn-Response-Signature``), refusals after the check
+(``replayed_nonce``) included. A streamed answer's headers leave before the middleware sees it again:
+the relay signs it with the trailing SSE line (from the :class:`AnswerSigner` stored on the request),
+and :func:`add_node_header` puts ``X-Fxn-Node`` on its headers as they leave.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from function_node.errors import ApiError, AuthError, NonceStoreError, RegistryError, SigningError
-from function_node.logs import get_logger
-from function_node.node.auth_checks import (
+from function_node.errors import AuthError, NonceStoreError, RegistryError, SigningError
+from function_node.logs import escape_untrusted, get_logger
+from function_node.node.answers import error_answer
+from function_node.node.body import read_body
+from function_node.node.caller import Caller, set_caller
+from function_node.node.context import CONTEXT, NodeContext
+from function_node.protocol import (
     HEADER_ADDRESS,
     HEADER_NODE,
     HEADER_NONCE,
     HEADER_RESPONSE_SIGNATURE,
+    AnswerSigner,
     AuthHeaders,
     Reason,
     auth_error,
     is_wellformed_address,
-    parse_auth_headers,
-)
-from function_node.node.caller import Caller, set_caller
-from function_node.node.context import CONTEXT, NodeContext
-from function_node.registry.directory import CallerRole
-from function_node.signing import (
-    body_sha256,
     legacy_message,
-    recover_address,
-    response_message,
+    parse_auth_headers,
     v2_message,
 )
+from function_node.registry.directory import CallerRole
+from function_node.signing import body_sha256, recover_address
 
-__all__ = ["AUTH_REASON_KEY", "add_node_header", "auth_middleware", "is_protected_path", "read_body_limited"]
+__all__ = [
+    "ANSWER_SIGNER",
+    "REASON_KEY",
+    "add_node_header",
+    "answer_signer_of",
+    "auth_middleware",
+    "is_protected_path",
+]
 
-# RequestKeys, not str keys (aiohttp warns on those): read the reason with request.get(AUTH_REASON_KEY).
-AUTH_REASON_KEY: Final = web.RequestKey("fxn_auth_reason", str)
-_NODE_HEADER_KEY: Final = web.RequestKey("fxn_node_header", str)
-_READ_CHUNK: Final = 64 * 1024
+# RequestKeys, not str keys (aiohttp warns on those): read them with request.get(...).
+REASON_KEY: Final = web.RequestKey("fxn_reason", str)  # the reason code of an error answer
+ANSWER_SIGNER: Final = web.RequestKey("fxn_answer_signer", AnswerSigner)
 _CHALLENGE_PATH: Final = "/challenge"
 _V1_PREFIX: Final = "/v1/"
 
@@ -63,61 +69,67 @@ def is_protected_path(path: str) -> bool:
     return path == _CHALLENGE_PATH or path.startswith(_V1_PREFIX)
 
 
+def answer_signer_of(request: web.Request) -> AnswerSigner | None:
+    """The signer of this request's answers; None before (or without) a verified signature."""
+    return request.get(ANSWER_SIGNER)
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    if not request.raw_path.startswith("/"):
+        # Absolute-, authority- or asterisk-form: the router would serve the parsed path while the raw
+        # target (a scheme and host of the caller's choice) would be appended to a backend's URL.
+        refusal = auth_error(
+            Reason.INVALID_REQUEST_TARGET,
+            "the request target must be a path beginning with '/' (origin form), not a URL",
+        )
+        return _refuse(request, ctx, refusal)
     if not is_protected_path(request.path):
         return await handler(request)
-    ctx = request.app[CONTEXT]
-    claimed_address = request.headers.get(HEADER_ADDRESS, "")
     try:
-        if ctx.settings.registry.bypass_auth:
-            caller = await _admit_bypass(request, ctx)
-        else:
-            caller = await _authenticate(request, ctx)
+        bypass = ctx.settings.registry.bypass_auth
+        caller = await (_admit_bypass(request, ctx) if bypass else _verify(request, ctx))
     except AuthError as exc:
-        return _reject(request, ctx, exc, claimed_address)
+        return _refuse(request, ctx, exc)
+    signer = AnswerSigner(ctx.signer, caller.address, caller.body_sha256, caller.nonce)
+    request[ANSWER_SIGNER] = signer
     set_caller(request, caller)
-    request[_NODE_HEADER_KEY] = ctx.signer.address  # LocalSigner keeps it checksummed
     try:
+        if caller.scheme != "bypass":
+            await _claim_nonce(ctx, caller)
         response = await handler(request)
-    except web.HTTPException as exc:
-        _sign_answer(ctx, caller, exc, request[_NODE_HEADER_KEY])
+    except asyncio.CancelledError:
         raise
-    except ApiError as exc:
-        response = web.Response(
-            status=exc.status, body=exc.body(), content_type="application/json", headers=exc.headers
-        )
-    _sign_answer(ctx, caller, response, request[_NODE_HEADER_KEY])
+    except Exception as exc:  # every failure of an authenticated request is answered, and signed, here
+        response = _answer_error(request, ctx, exc)
+    if not response.prepared:
+        _sign_plain(response, signer)
     return response
 
 
 async def add_node_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: ``X-Fxn-Node`` on streamed answers to authenticated requests."""
-    node = request.get(_NODE_HEADER_KEY)
-    if isinstance(node, str) and HEADER_NODE not in response.headers:
-        response.headers[HEADER_NODE] = node
+    """``on_response_prepare`` hook: ``X-Fxn-Node`` on every answer to an authenticated request."""
+    signer = request.get(ANSWER_SIGNER)
+    if signer is not None:
+        response.headers[HEADER_NODE] = signer.signer.address
 
 
-async def _authenticate(request: web.Request, ctx: NodeContext) -> Caller:
+async def _verify(request: web.Request, ctx: NodeContext) -> Caller:
+    """Steps 1-5: the request is who it says it is (the nonce is claimed afterwards)."""
     headers = parse_auth_headers(request.headers)
     role = _check_route(request.path, headers.address, ctx)
-    skew = abs(time.time() - headers.timestamp)
+    skew = abs(ctx.clock() - headers.timestamp)
     if skew > ctx.settings.auth.max_clock_skew:
         raise auth_error(
             Reason.STALE_TIMESTAMP,
             f"X-Timestamp is {skew:.0f}s away from the node's clock; the limit is "
             f"{ctx.settings.auth.max_clock_skew:.0f}s (check the caller's clock)",
         )
-    body = await read_body_limited(request, ctx.settings.auth.max_body_bytes)
-    body_hash = body_sha256(body)
-    _check_signature(request, ctx, headers, body_hash)
-    try:
-        fresh = await ctx.nonces.claim(headers.address, headers.nonce)
-    except NonceStoreError as exc:
-        ctx.metrics.nonce_store_errors.inc()
-        raise auth_error(Reason.NONCE_STORE_UNAVAILABLE, f"the nonce store is unavailable: {exc}") from exc
-    if not fresh:
-        raise auth_error(Reason.REPLAYED_NONCE, "this X-Nonce was already used by this caller")
+    async with ctx.body_budget.hold() as held:
+        body = await read_body(request, ctx.settings.auth, held)
+        body_hash = body_sha256(body)
+        _check_signature(request, ctx, headers, body_hash)
     return Caller(
         address=headers.address,
         role=role,
@@ -126,6 +138,16 @@ async def _authenticate(request: web.Request, ctx: NodeContext) -> Caller:
         body_sha256=body_hash,
         scheme=headers.scheme,
     )
+
+
+async def _claim_nonce(ctx: NodeContext, caller: Caller) -> None:
+    try:
+        fresh = await ctx.nonces.claim(caller.address, caller.nonce)
+    except NonceStoreError as exc:
+        ctx.metrics.nonce_store_errors.inc()
+        raise auth_error(Reason.NONCE_STORE_UNAVAILABLE, f"the nonce store is unavailable: {exc}") from exc
+    if not fresh:
+        raise auth_error(Reason.REPLAYED_NONCE, "this X-Nonce was already used by this caller")
 
 
 def _role_of(address: str, ctx: NodeContext) -> CallerRole | None:
@@ -170,33 +192,10 @@ def _check_signature(request: web.Request, ctx: NodeContext, headers: AuthHeader
         raise auth_error(Reason.BAD_SIGNATURE, "the signature does not match X-Address and the request")
 
 
-async def read_body_limited(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing (413) as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.content_length
-    if declared is not None and declared > limit:
-        raise auth_error(Reason.BODY_TOO_LARGE, f"the body is {declared} bytes; the limit is {limit}")
-    if not request.body_exists:
-        return b""
-    if declared is not None:
-        # The common case: a declared length within the limit. One read of exactly that many bytes,
-        # with no copy into a buffer and no extra wait for the end of the stream.
-        try:
-            return await request.content.readexactly(declared)
-        except asyncio.IncompleteReadError as exc:
-            return exc.partial  # the client sent less than it declared; the signature check decides
-    body = bytearray()
-    while True:
-        chunk = await request.content.read(_READ_CHUNK)
-        if not chunk:
-            return bytes(body)
-        body += chunk
-        if len(body) > limit:
-            raise auth_error(Reason.BODY_TOO_LARGE, f"the body exceeds the limit of {limit} bytes")
-
-
 async def _admit_bypass(request: web.Request, ctx: NodeContext) -> Caller:
-    """``registry.bypassAuth``: everyone is admitted, but the body limit still holds."""
-    body = await read_body_limited(request, ctx.settings.auth.max_body_bytes)
+    """``registry.bypassAuth``: everyone is admitted, but the body limits still hold."""
+    async with ctx.body_budget.hold() as held:
+        body = await read_body(request, ctx.settings.auth, held)
     address = request.headers.get(HEADER_ADDRESS, "").strip()
     return Caller(
         address=address.lower() if is_wellformed_address(address) else "",
@@ -208,30 +207,42 @@ async def _admit_bypass(request: web.Request, ctx: NodeContext) -> Caller:
     )
 
 
-def _sign_answer(ctx: NodeContext, caller: Caller, response: web.StreamResponse, node: str) -> None:
-    if response.prepared:
-        return  # a stream: its headers are gone; add_node_header covered X-Fxn-Node
-    response.headers[HEADER_NODE] = node
+def _sign_plain(response: web.StreamResponse, signer: AnswerSigner) -> None:
     if not isinstance(response, web.Response):
-        return
+        return  # a StreamResponse that is not prepared yet cannot occur: handlers prepare what they stream
     body = response.body
     if body is None:
         body = b""
     if not isinstance(body, bytes | bytearray):
-        return  # a Payload (file, async generator): not a plain answer, so not signed
-    message = response_message(caller.body_sha256, caller.nonce, body_sha256(bytes(body)))
-    response.headers[HEADER_RESPONSE_SIGNATURE] = "0x" + ctx.signer.sign(message)
+        raise TypeError(f"an authenticated answer must have a bytes body, not {type(body).__name__}")
+    response.headers[HEADER_RESPONSE_SIGNATURE] = signer.plain(response.status, bytes(body))
 
 
-def _reject(request: web.Request, ctx: NodeContext, exc: AuthError, claimed_address: str) -> web.Response:
-    request[AUTH_REASON_KEY] = exc.reason
+def _answer_error(request: web.Request, ctx: NodeContext, exc: Exception) -> web.Response:
+    answer = error_answer(exc)
+    request[REASON_KEY] = answer.code
+    if isinstance(exc, AuthError):
+        ctx.metrics.auth_failures.labels(exc.reason).inc()
+        _log_refusal(request, exc)
+    elif answer.unexpected:
+        get_logger("fxn.request").exception("unhandled error", error_type=type(exc).__name__)
+    return answer.response
+
+
+def _refuse(request: web.Request, ctx: NodeContext, exc: AuthError) -> web.Response:
+    """A refusal before the signature verified: answered unsigned (the node does not know who asks)."""
+    request[REASON_KEY] = exc.reason
     ctx.metrics.auth_failures.labels(exc.reason).inc()
+    _log_refusal(request, exc)
+    return error_answer(exc).response
+
+
+def _log_refusal(request: web.Request, exc: AuthError) -> None:
     get_logger("fxn.auth").warning(
         "auth_rejected",
         reason=exc.reason,
         status=exc.status,
-        caller=claimed_address[:64],
-        path=request.path,
-        method=request.method,
+        caller=escape_untrusted(request.headers.get(HEADER_ADDRESS, "")),
+        path=escape_untrusted(request.path),
+        method=escape_untrusted(request.method),
     )
-    return web.Response(status=exc.status, body=exc.body(), content_type="application/json")

@@ -1,10 +1,9 @@
-"""The outermost middleware: request id, log context, errors in the OpenAI shape, one log line and
-the request metrics per request.
+"""The outermost middleware: request id, log context, one log line and the request metrics per request.
 
-Every exception a handler or an inner middleware raises ends here: an :class:`ApiError` (auth
-rejections included) becomes its status and OpenAI error body; an aiohttp HTTP exception (404/405 of
-the router) is re-shaped the same way; anything else is logged with its traceback and answered 500
-without details. The route label is the route's template, so label values stay bounded.
+An exception that reaches it (from an unauthenticated route; the auth middleware answers, and signs,
+everything of the routes it protects) is answered by :func:`~function_node.node.answers.error_answer`,
+the one place error answers are built. The route label is the route's template, so label values stay
+bounded.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client.metrics import Counter, Histogram
 
-from function_node.errors import ApiError, NonceStoreError, RegistryError, error_body
 from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
-from function_node.node.auth import AUTH_REASON_KEY
+from function_node.node.answers import error_answer
+from function_node.node.auth import REASON_KEY
 from function_node.node.caller import caller_of
 
 __all__ = ["REQUEST_ID", "install_request_id", "observe_middleware"]
@@ -31,11 +30,6 @@ REQUEST_ID: Final = web.RequestKey("fxn_request_id", str)
 _MAX_REQUEST_ID: Final = 64
 _CLIENT_CLOSED: Final = 499  # nginx's convention for "the client went away first"
 _UNMATCHED: Final = "unmatched"
-# Failures of the node's own dependencies, answered as unavailability (fail closed).
-_UNAVAILABLE: Final[dict[type[Exception], str]] = {
-    RegistryError: "registry_unavailable",
-    NonceStoreError: "nonce_store_unavailable",
-}
 
 
 def _request_id(request: web.Request) -> str:
@@ -48,17 +42,6 @@ def _request_id(request: web.Request) -> str:
 def _route(request: web.Request) -> str:
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else _UNMATCHED
-
-
-def _error_response(
-    status: int, message: str, code: str, type_: str, headers: dict[str, str]
-) -> web.Response:
-    return web.Response(
-        body=error_body(message, type_=type_, code=code),
-        status=status,
-        content_type="application/json",
-        headers=headers,
-    )
 
 
 def observe_middleware(metrics: NodeMetrics) -> Middleware:
@@ -95,22 +78,15 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
         try:
             try:
                 response = await handler(request)
-            except ApiError as exc:
-                response = _error_response(exc.status, exc.message, exc.code, exc.type, exc.headers)
-            except web.HTTPException as exc:
-                if exc.status < 400:
-                    raise  # a redirect is an answer, not an error
-                code = exc.reason.lower().replace(" ", "_")
-                response = _error_response(exc.status, exc.reason, code, "invalid_request_error", {})
-            except (RegistryError, NonceStoreError) as exc:
-                code = _UNAVAILABLE[type(exc)]
-                response = _error_response(503, str(exc), code, "service_unavailable", {})
             except asyncio.CancelledError:
                 status = _CLIENT_CLOSED
                 raise
-            except Exception:  # the last line of defence: logged with its traceback, answered as a 500
-                log.exception("unhandled error")
-                response = _error_response(500, "internal error", "internal_error", "server_error", {})
+            except Exception as exc:  # unauthenticated routes; the auth middleware answers its own
+                answer = error_answer(exc)
+                request[REASON_KEY] = answer.code
+                if answer.unexpected:
+                    log.exception("unhandled error", error_type=type(exc).__name__)
+                response = answer.response
             status = response.status
             return response
         finally:
@@ -125,7 +101,7 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
                 status=status,
                 latency_ms=round(elapsed * 1000, 3),
                 caller=caller,
-                reason=request.get(AUTH_REASON_KEY, ""),
+                reason=request.get(REASON_KEY, ""),
             )
             structlog.contextvars.clear_contextvars()
 

@@ -41,11 +41,11 @@ def select_model(body: bytes) -> tuple[str, dict[str, Any]]:
 async def openai_handler(request: web.Request) -> web.StreamResponse:
     body = caller_of(request).body
     name, document = select_model(body)
+    structlog.contextvars.bind_contextvars(model=name)  # the request's log line names it, a 404's too
     backends = request.app[BACKENDS]
     pool = backends.pool(name)
     if pool is None:
         raise ApiError(404, f"model {name!r} is not served by this node", code="model_not_found")
-    structlog.contextvars.bind_contextvars(model=name)
     upstream = pool.config.upstream_model
     if upstream and upstream != name:
         document["model"] = upstream

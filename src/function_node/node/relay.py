@@ -8,7 +8,7 @@ aiohttp errors are translated here, once, into :class:`UpstreamError`:
 * nothing arrives within ``timeouts.firstByte`` (headers or first body byte), or ``timeouts.total``
   passes: 504 ``backend_timeout``;
 * the backend breaks an answer before the client got any byte: 502 ``backend_error``;
-* the backend breaks a stream after bytes were relayed: one SSE error event, then the stream ends.
+* the backend breaks a stream after bytes were relayed: :mod:`function_node.node.stream` ends it.
 
 A backend's own 4xx/5xx answer is relayed as it is. The client's disconnect cancels the handler
 (the server runs with ``handler_cancellation``), and the ``finally`` closes the upstream response,
@@ -22,18 +22,20 @@ from collections.abc import Mapping
 from typing import Final
 
 import aiohttp
-import orjson
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from function_node.errors import UpstreamError
 from function_node.metrics import NodeMetrics
 from function_node.node.backends import Backend, BackendPool
+from function_node.node.stream import relay_stream
+from function_node.protocol import is_fxn_header
 
-__all__ = ["DROP_REQUEST_HEADERS", "DROP_RESPONSE_HEADERS", "forward", "stream_error_event"]
+__all__ = ["DROP_REQUEST_HEADERS", "DROP_RESPONSE_HEADERS", "forward", "request_headers", "response_headers"]
 
-# Hop-by-hop (RFC 9110 §7.6.1), recomputed (Host, Content-Length) and the node's own auth headers.
-# The caller's Authorization is the gateway's business, never the backend's; backend credentials
-# come from backend.yaml.
+# Hop-by-hop (RFC 9110 §7.6.1; every header named in Connection is one too), recomputed (Host,
+# Content-Length) and the node's own auth headers (X-Fxn-* by prefix). The caller's Authorization is
+# the gateway's business, never the backend's; backend credentials come from backend.yaml.
 DROP_REQUEST_HEADERS: Final = frozenset(
     {
         "connection",
@@ -75,7 +77,6 @@ DROP_RESPONSE_HEADERS: Final = frozenset(
     }
 )
 _SSE: Final = "text/event-stream"
-_EVENT_END: Final = b"\n\n"
 
 
 class _UnreachableError(Exception):
@@ -87,19 +88,37 @@ class _UnreachableError(Exception):
         self.unhealthy = unhealthy
 
 
-def stream_error_event(message: str) -> bytes:
-    body = {"error": {"message": message, "type": "upstream_error", "code": "backend_stream_interrupted"}}
-    return b"data: " + orjson.dumps(body) + _EVENT_END
+def _connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
+    """The headers a ``Connection`` header names: hop-by-hop for this connection only."""
+    return {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
 
 
-def _request_headers(headers: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k.lower() not in DROP_REQUEST_HEADERS}
-    out.update(extra)
+def request_headers(headers: CIMultiDictProxy[str], credentials: Mapping[str, str]) -> CIMultiDict[str]:
+    """The caller's headers a backend may see, with the backend's own ``credentials`` replacing any
+    caller header of the same name (case-insensitively), never sitting beside it."""
+    dropped = _connection_named(headers) if "Connection" in headers else set()
+    dropped.update(name.lower() for name in credentials)
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in DROP_REQUEST_HEADERS or lower in dropped or is_fxn_header(lower):
+            continue
+        out.add(name, value)
+    out.update(credentials)
     return out
 
 
-def _response_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in DROP_RESPONSE_HEADERS}
+def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The backend's answer headers the client may see: never hop-by-hop ones, never ``X-Fxn-*``
+    (only the node speaks for the node)."""
+    dropped = _connection_named(headers) if "Connection" in headers else ()
+    out: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in DROP_RESPONSE_HEADERS or lower in dropped or is_fxn_header(lower):
+            continue
+        out.add(name, value)
+    return out
 
 
 def _timeout_error(model: str, what: str, seconds: float | None) -> UpstreamError:
@@ -128,7 +147,6 @@ async def forward(
 ) -> web.StreamResponse:
     """Send ``body`` to a backend of ``pool`` at the request's path and relay the answer."""
     session = pool.session
-    headers = _request_headers(request.headers, {})
     tried: list[Backend] = []
     failure: _UnreachableError | None = None
     while True:
@@ -145,7 +163,7 @@ async def forward(
                 session,
                 pool,
                 backend,
-                headers={**headers, **backend.headers} if backend.headers else headers,
+                headers=request_headers(request.headers, backend.headers),
                 body=body,
                 metrics=metrics,
             )
@@ -164,7 +182,7 @@ async def _exchange(
     pool: BackendPool,
     backend: Backend,
     *,
-    headers: dict[str, str],
+    headers: CIMultiDict[str],
     body: bytes,
     metrics: NodeMetrics,
 ) -> web.StreamResponse:
@@ -172,7 +190,11 @@ async def _exchange(
     timeout = pool.timeout
     try:
         resp = await session.request(
-            request.method, backend.base_url + request.raw_path, data=body, headers=headers, timeout=timeout
+            request.method,
+            backend.base_url + request.rel_url.raw_path_qs,
+            data=body,
+            headers=headers,
+            timeout=timeout,
         )
     except aiohttp.ConnectionTimeoutError as exc:
         raise _UnreachableError("connect_timeout", f"connect timed out: {exc}", unhealthy=True) from exc
@@ -198,7 +220,7 @@ async def _exchange(
     complete = False
     try:
         if resp.content_type == _SSE:
-            answer = await _relay_stream(request, pool, backend, resp=resp, started=started, metrics=metrics)
+            answer = await _start_stream(request, pool, backend, resp=resp, started=started, metrics=metrics)
         else:
             answer = await _relay_body(pool, backend, resp, started, metrics)
         complete = True
@@ -249,11 +271,11 @@ async def _relay_body(
         body=parts[0] if len(parts) == 1 else b"".join(parts),
         status=resp.status,
         reason=resp.reason,
-        headers=_response_headers(resp.headers),
+        headers=response_headers(resp.headers),
     )
 
 
-async def _relay_stream(
+async def _start_stream(
     request: web.Request,
     pool: BackendPool,
     backend: Backend,
@@ -264,33 +286,10 @@ async def _relay_stream(
 ) -> web.StreamResponse:
     # Wait for the first chunk before answering, so a backend that hangs after its headers still
     # gets a clean 504 instead of an empty stream.
-    chunk = await _read_first(pool, backend, resp, metrics)
+    first = await _read_first(pool, backend, resp, metrics)
     backend.ttfb_metric.observe(time.perf_counter() - started)
-    out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=_response_headers(resp.headers))
+    out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=response_headers(resp.headers))
     await out.prepare(request)
-    content = resp.content
-    last = b""
-    failure = ""
-    while chunk:
-        await out.write(chunk)  # the client left: this raises and the finally above closes upstream
-        last = chunk
-        try:
-            chunk = await content.readany()
-        except aiohttp.SocketTimeoutError:
-            failure = f"the backend sent nothing for {pool.timeout.sock_read:g}s (timeouts.firstByte)"
-            kind = "midstream_timeout"
-            break
-        except TimeoutError:
-            failure = f"the answer took longer than {pool.timeout.total:g}s (timeouts.total)"
-            kind = "total_timeout"
-            break
-        except aiohttp.ClientError as exc:
-            failure, kind = f"the backend broke the stream ({type(exc).__name__})", "midstream"
-            break
-    if failure:
-        backend.error(metrics, kind)
-        # Close any event the backend left half-written, so the error event parses on its own.
-        await out.write((b"" if last.endswith(_EVENT_END) else _EVENT_END) + stream_error_event(failure))
-    backend.latency_metric.observe(time.perf_counter() - started)
-    await out.write_eof()
-    return out
+    return await relay_stream(
+        request, out, first, resp=resp, pool=pool, backend=backend, started=started, metrics=metrics
+    )

@@ -1,4 +1,5 @@
-"""Verdicts over what a node answered: pure functions, no I/O, so each rule is tested on its own.
+"""Verdicts over what a node answered: pure functions, no I/O, so each rule is tested on its own (the
+matrix proof's verdict lives with its driver, :mod:`function_node.challenges.matmul.driver`).
 
 :mod:`function_node.scheduler.probe` sends the requests and times them; this module decides whether the
 answers hold up. Each failed check carries a stable reason code (the ``REASON_*`` constants), shown in
@@ -7,15 +8,14 @@ answers hold up. Each failed check carries a stable reason code (the ``REASON_*`
 
 from __future__ import annotations
 
-import re
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
 from function_node.errors import SigningError
+from function_node.protocol import WRONG_SIGNER, identity_message
 from function_node.signing import normalize_address, recover_address
 
 __all__ = [
@@ -25,15 +25,12 @@ __all__ = [
     "CHECK_INFERENCE",
     "CHECK_MATMUL",
     "CHECK_REACHABLE",
+    "REASON_WRONG_SIGNER",
     "CheckResult",
-    "Commitment",
     "StreamEvent",
-    "choose_rows",
-    "parse_commitment",
     "summarize_stream",
     "verify_endpoint",
     "verify_identity",
-    "verify_proofs",
 ]
 
 CHECK_REACHABLE: Final = "reachable"  # GET /health answers with the node's address
@@ -48,17 +45,12 @@ REASON_NONCE_MISMATCH: Final = "nonce_mismatch"
 REASON_BAD_SIGNATURE: Final = "bad_signature"
 REASON_SIGNER_MISMATCH: Final = "signer_mismatch"  # signature valid, but by another key than "address"
 REASON_UNEXPECTED_ADDRESS: Final = "unexpected_address"  # not the address the scheduler expects there
+REASON_WRONG_SIGNER: Final = WRONG_SIGNER  # the answer is not signed by the node expected there
 REASON_BACKEND_UNREACHABLE: Final = "backend_unreachable"
-REASON_SEED_MISMATCH: Final = "seed_mismatch"
-REASON_SIZE_MISMATCH: Final = "size_mismatch"
-REASON_MISSING_ROWS: Final = "missing_rows"
-REASON_PROOF_INVALID: Final = "proof_invalid"
 REASON_NO_TOKENS: Final = "no_tokens"
 REASON_STREAM_ERROR: Final = "stream_error"
 REASON_STREAM_UNTERMINATED: Final = "stream_unterminated"
 REASON_SKIPPED: Final = "skipped"  # an earlier check failed, so this one could not run
-
-_ROOT_RE: Final = re.compile(r"^0x[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +92,7 @@ def verify_identity(answer: object, *, nonce: str, expected_address: str = "") -
         )
     try:
         claimed = normalize_address(address)
-        signer = recover_address(f"{address}.{ip}.{nonce}", signature)
+        signer = recover_address(identity_message(address, ip, nonce), signature)
     except SigningError as exc:
         return CheckResult.failed(CHECK_IDENTITY, REASON_BAD_SIGNATURE, str(exc))
     if signer != claimed:
@@ -138,72 +130,6 @@ def verify_endpoint(answer: object) -> CheckResult:
             CHECK_ENDPOINT, REASON_BACKEND_UNREACHABLE, f"{len(items) - up} of {len(items)} down", **values
         )
     return CheckResult.passed(CHECK_ENDPOINT, f"{up}/{len(items)} backends up", **values)
-
-
-@dataclass(frozen=True, slots=True)
-class Commitment:
-    """Round one of the matrix proof, checked for shape: what round two and the verifier need."""
-
-    seed: str
-    size: int
-    root: str
-    commitment_id: str
-    node_compute_ms: float | None
-    backend: str
-
-
-def parse_commitment(answer: object, *, seed: str, size: int) -> Commitment | CheckResult:
-    """The commitment in a MATRIX_MULTIPLICATION answer, or the failed CheckResult saying what is wrong."""
-    if not isinstance(answer, Mapping):
-        return CheckResult.failed(CHECK_MATMUL, REASON_MALFORMED, "the answer is not a JSON object")
-    root, commitment_id = answer.get("merkleRoot"), answer.get("commitmentId")
-    if not isinstance(root, str) or not _ROOT_RE.match(root.lower()):
-        return CheckResult.failed(CHECK_MATMUL, REASON_MALFORMED, "merkleRoot is not 0x + 64 hex digits")
-    if not isinstance(commitment_id, str) or not commitment_id:
-        return CheckResult.failed(CHECK_MATMUL, REASON_MALFORMED, "commitmentId is missing")
-    if str(answer.get("seed", "")).lower() != seed.lower():
-        return CheckResult.failed(CHECK_MATMUL, REASON_SEED_MISMATCH, "the node used another seed")
-    if answer.get("matrixSize") != size:
-        return CheckResult.failed(
-            CHECK_MATMUL, REASON_SIZE_MISMATCH, f"asked n={size}, got {answer.get('matrixSize')!r}"
-        )
-    compute = answer.get("computationTimeMs")
-    return Commitment(
-        seed=seed,
-        size=size,
-        root=root.lower(),
-        commitment_id=commitment_id,
-        node_compute_ms=float(compute) if isinstance(compute, int | float) else None,
-        backend=str(answer.get("backend", "")),
-    )
-
-
-def choose_rows(size: int, k: int, rng: secrets.SystemRandom | None = None) -> list[int]:
-    """``k`` distinct rows of ``size``, drawn from the OS's CSPRNG *after* the node committed."""
-    return sorted((rng or secrets.SystemRandom()).sample(range(size), min(k, size)))
-
-
-# (seed, n, root, rows, proofs) -> None when every proof holds, else the first failure's description.
-ProofVerifier = Callable[[str, int, str, Sequence[int], Sequence[Mapping[str, Any]]], str | None]
-
-
-def verify_proofs(
-    commitment: Commitment, rows: Sequence[int], answer: object, verifier: ProofVerifier
-) -> CheckResult:
-    """Round two: the node must prove exactly the asked rows, and each proof must hold against the root."""
-    proofs = answer.get("proofs") if isinstance(answer, Mapping) else None
-    if not isinstance(proofs, list) or not all(isinstance(p, Mapping) for p in proofs):
-        return CheckResult.failed(CHECK_MATMUL, REASON_MALFORMED, 'expected {"proofs": [...]}')
-    proved = sorted(p.get("row") for p in proofs if isinstance(p.get("row"), int))
-    if proved != sorted(rows):
-        missing = sorted(set(rows) - set(proved))
-        return CheckResult.failed(
-            CHECK_MATMUL, REASON_MISSING_ROWS, f"asked {len(rows)} rows, missing {missing[:8]}"
-        )
-    failure = verifier(commitment.seed, commitment.size, commitment.root, list(rows), proofs)
-    if failure is not None:
-        return CheckResult.failed(CHECK_MATMUL, REASON_PROOF_INVALID, failure)
-    return CheckResult.passed(CHECK_MATMUL, f"{len(rows)} rows verified at n={commitment.size}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Final
 
@@ -21,7 +22,6 @@ from function_node.scheduler.checks import (
     CHECK_MATMUL,
     CHECK_REACHABLE,
     CheckResult,
-    ProofVerifier,
 )
 from function_node.scheduler.config import NodeTarget, SchedulerConfig
 from function_node.scheduler.metrics import SchedulerMetrics
@@ -57,8 +57,8 @@ class Scheduler:
         signer: FxnSigner,
         store: SchedulerStore,
         metrics: SchedulerMetrics,
-        verifier: ProofVerifier,
         session: aiohttp.ClientSession,
+        executor: Executor | None = None,
         nodes: NodeSource | None = None,
     ) -> None:
         self.config = config
@@ -68,10 +68,10 @@ class Scheduler:
         self._probe = NodeProbe(
             session,
             signer,
-            verifier,
             matmul=config.matmul,
             inference=config.inference,
             timeout=config.request_timeout,
+            executor=executor,
         )
         self._log = get_logger("fxn.scheduler")
 

@@ -20,7 +20,6 @@ from function_node.scheduler.config import NodeTarget, SchedulerConfig, node_url
 from function_node.scheduler.metrics import SchedulerMetrics
 from function_node.scheduler.runner import NodeSource, RoundReport, Scheduler
 from function_node.scheduler.store import SchedulerStore
-from function_node.scheduler.verification import matmul_verifier
 from function_node.signing import LocalSigner
 
 __all__ = ["registry_node_source", "serve"]
@@ -115,8 +114,8 @@ async def serve(
                 signer=FxnSigner(signer),
                 store=store,
                 metrics=metrics,
-                verifier=matmul_verifier(executor),
                 session=session,
+                executor=executor,
                 nodes=registry_node_source(config),
             )
             return await scheduler.run_forever(

@@ -110,7 +110,7 @@ class MatmulService:
         self._jobs += 1
 
     async def verifiable(self, payload: dict[str, Any], ctx: ChallengeContext) -> dict[str, Any]:
-        from function_node.challenges.matmul.generate import Seed, parse_seed
+        from function_node.challenges.matmul.generate import MatrixKeys, Seed, parse_seed
 
         size = payload.get("size")
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
@@ -125,6 +125,7 @@ class MatmulService:
                 f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", code="invalid_dtype"
             )
         backend = await self.choose(payload.get("backend", "auto"), size)
+        keys = MatrixKeys.bind(seed, ctx.signer.address)  # bound to this node (SPEC §7.2)
         self._enter()
         try:
             try:
@@ -137,7 +138,7 @@ class MatmulService:
                     code="too_many_pending_proofs",
                 ) from None
             try:
-                result = await self._run(backend.compute, size, seed)
+                result = await self._run(backend.compute, size, keys)
                 tree = await self._run(MerkleTree.build, result.digests.tolist())
                 info = await self._run(backend.device_info)
             except BaseException:
@@ -164,9 +165,10 @@ class MatmulService:
             "commitmentId": commitment_id,
             "totalTimeMs": result.total_seconds * 1000,
             "proofTtlMs": self.limits.proof_ttl * 1000,
+            "prover": ctx.signer.address,
         }
 
-    async def explicit(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def explicit(self, payload: dict[str, Any], ctx: ChallengeContext) -> dict[str, Any]:
         from function_node.challenges.matmul.compute import cpu_device_info
         from function_node.challenges.matmul.explicit import multiply_explicit, parse_explicit
 
@@ -194,6 +196,7 @@ class MatmulService:
             "dtype": "float64",
             "commitmentId": None,
             "totalTimeMs": result.gemm_seconds * 1000,
+            "prover": ctx.signer.address,
         }
 
     def prove(self, payload: Any) -> dict[str, Any]:
@@ -266,7 +269,7 @@ class MatrixMultiplicationChallenge:
         from function_node.challenges.matmul.explicit import is_explicit
 
         if is_explicit(payload):
-            return await self.service.explicit(payload)
+            return await self.service.explicit(payload, ctx)
         if "size" not in payload:
             raise ChallengeError('payload needs "size" (or "A" and "B")', code="invalid_payload")
         return await self.service.verifiable(payload, ctx)

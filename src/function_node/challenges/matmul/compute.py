@@ -1,4 +1,4 @@
-"""Matrix backends: generate A and B from the seed, C = A·B exactly, digest every row of C.
+"""Matrix backends: generate A and B from the prover-bound keys, C = A·B exactly, digest every row of C.
 
 * :class:`NumpyBackend` — the CPU path: int8 values generated straight into float64, one BLAS GEMM
   (exact: |C| <= n·128² < 2^53), digests in blocks on a small thread pool.
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from function_node.challenges.matmul.commitment import row_digests_np
 from function_node.challenges.matmul.generate import (
     MASK32,
-    Seed,
+    MatrixKeys,
     fmix32_torch,
     generate_matrix_np,
     generate_rows_torch,
@@ -85,7 +85,7 @@ class MatmulBackend(Protocol):
 
     def device_info(self) -> DeviceInfo: ...
 
-    def compute(self, n: int, seed: Seed) -> MatmulResult: ...
+    def compute(self, n: int, keys: MatrixKeys) -> MatmulResult: ...
 
 
 def sample_positions(n: int) -> list[tuple[int, int]]:
@@ -146,15 +146,15 @@ class NumpyBackend:
     def device_info(self) -> DeviceInfo:
         return cpu_device_info()
 
-    def compute(self, n: int, seed: Seed) -> MatmulResult:
+    def compute(self, n: int, keys: MatrixKeys) -> MatmulResult:
         t0 = time.perf_counter()
-        a = generate_matrix_np(n, seed.a_keys, np.float64, self.executor)
-        b = generate_matrix_np(n, seed.b_keys, np.float64, self.executor)
+        a = generate_matrix_np(n, keys.a_keys, np.float64, self.executor)
+        b = generate_matrix_np(n, keys.b_keys, np.float64, self.executor)
         t1 = time.perf_counter()
         c = a @ b
         t2 = time.perf_counter()
         del a, b
-        digests = row_digests_np(c, *seed.digest_keys, executor=self.executor)
+        digests = row_digests_np(c, *keys.digest_keys, executor=self.executor)
         samples = [{"row": i, "col": j, "value": int(c[i, j])} for i, j in sample_positions(n)]
         t3 = time.perf_counter()
         return MatmulResult(
@@ -238,7 +238,7 @@ class TorchBackend:
         if same:
             self._generate, self._digest = gen, dig
 
-    def compute(self, n: int, seed: Seed) -> MatmulResult:
+    def compute(self, n: int, keys: MatrixKeys) -> MatmulResult:
         import torch
 
         self._compiled()
@@ -252,24 +252,24 @@ class TorchBackend:
         step = max(1, _TORCH_BLOCK_ELEMENTS // n)
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
-            a[r0:r1, :n] = self._generate(n, seed.a_keys, r0, r1, dev)
-            b[r0:r1, :n] = self._generate(n, seed.b_keys, r0, r1, dev)
+            a[r0:r1, :n] = self._generate(n, keys.a_keys, r0, r1, dev)
+            b[r0:r1, :n] = self._generate(n, keys.b_keys, r0, r1, dev)
         self._sync()
         t1 = time.perf_counter()
         c = torch._int_mm(a, b)
         self._sync()
         t2 = time.perf_counter()
         del a, b
-        w4, w5 = seed.digest_keys
+        w4, w5 = keys.digest_keys
         cols = torch.arange(n, dtype=torch.int64, device=dev)
-        keys = fmix32_torch(
+        column_keys = fmix32_torch(
             torch.where(cols >= 1 << 31, cols - (1 << 32), cols).to(torch.int32) ^ signed32(w4)
         )
-        keys = keys ^ signed32(w5)
+        column_keys = column_keys ^ signed32(w5)
         digests = torch.empty(n, dtype=torch.int64, device=dev)
         for r0 in range(0, n, step):
             r1 = min(n, r0 + step)
-            digests[r0:r1] = self._digest(c[r0:r1, :n], keys)
+            digests[r0:r1] = self._digest(c[r0:r1, :n], column_keys)
         samples = [{"row": i, "col": j, "value": int(c[i, j].item())} for i, j in sample_positions(n)]
         out = digests.cpu().numpy().astype(np.uint64)
         t3 = time.perf_counter()

@@ -6,6 +6,7 @@ Definitions (unsigned 32-bit words, wrapping)::
     element (r, c) with keys (k0, k1): idx = r*n + c; h = fmix32(fmix32(idx ^ k0) ^ k1)
     value = int8((h >> 24) - 128)
 
+The keys come from :class:`MatrixKeys`, bound to the prover's address; the seed alone fixes nothing.
 The numpy path works in place on uint32 blocks small enough to stay in cache, one scratch buffer per
 block, so a matrix costs about seventeen vector passes and no large temporaries. The torch path works on
 int32 tensors (wrapping two's-complement multiply, logical shifts by masking) so the same code runs on
@@ -14,6 +15,7 @@ CUDA and on torch's CPU device; tests hold both paths bit-identical.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from concurrent.futures import Executor
@@ -23,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from function_node.signing import normalize_address
+
 if TYPE_CHECKING:
     import torch
 
@@ -30,7 +34,9 @@ __all__ = [
     "BLOCK_ELEMENTS",
     "FMIX_C1",
     "FMIX_C2",
+    "KEY_DOMAIN",
     "MASK32",
+    "MatrixKeys",
     "Seed",
     "fmix32_np",
     "fmix32_torch",
@@ -48,12 +54,13 @@ MASK32: Final = 0xFFFFFFFF
 # 64 Ki words (256 KiB) per block: two such buffers fit in a core's L2, so each of the ~17 passes over
 # a block reads from cache instead of memory.
 BLOCK_ELEMENTS: Final = 1 << 16
+KEY_DOMAIN: Final = b"fxn-matmul-v2"
 _SEED_RE: Final = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
 @dataclass(frozen=True, slots=True)
 class Seed:
-    """A 32-byte challenge seed split into its eight big-endian words w0..w7."""
+    """A challenge's 32-byte seed, as the scheduler sent it (and as the answer returns it)."""
 
     raw: bytes
 
@@ -62,8 +69,33 @@ class Seed:
             raise ValueError("a seed is 32 bytes")
 
     @property
+    def hex(self) -> str:
+        return "0x" + self.raw.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixKeys:
+    """The key material ``K`` of one prover's challenge, split into its eight big-endian words w0..w7.
+
+    ``K = sha256(b"fxn-matmul-v2" || seed || prover address as 20 bytes)`` (SPEC §7.2): the matrices
+    depend on who computes them, so one node's answer is worthless as another's.
+    """
+
+    material: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.material) != 32:
+            raise ValueError("key material is 32 bytes")
+
+    @classmethod
+    def bind(cls, seed: Seed, prover: str) -> MatrixKeys:
+        """The keys of ``seed`` for the node whose address is ``prover`` (any case, 0x-prefixed)."""
+        address = bytes.fromhex(normalize_address(prover)[2:])
+        return cls(hashlib.sha256(KEY_DOMAIN + seed.raw + address).digest())
+
+    @property
     def words(self) -> tuple[int, ...]:
-        return tuple(int.from_bytes(self.raw[i : i + 4], "big") for i in range(0, 32, 4))
+        return tuple(int.from_bytes(self.material[i : i + 4], "big") for i in range(0, 32, 4))
 
     @property
     def a_keys(self) -> tuple[int, int]:
@@ -79,10 +111,6 @@ class Seed:
     def digest_keys(self) -> tuple[int, int]:
         w = self.words
         return w[4], w[5]
-
-    @property
-    def hex(self) -> str:
-        return "0x" + self.raw.hex()
 
 
 def parse_seed(text: object) -> Seed:

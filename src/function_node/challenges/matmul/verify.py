@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from function_node.challenges.matmul.commitment import row_digests_np, verify_path
-from function_node.challenges.matmul.generate import Seed, generate_rows_np
+from function_node.challenges.matmul.generate import MatrixKeys, Seed, generate_rows_np
 
 __all__ = [
     "MAX_PROOF_ROWS",
@@ -46,27 +46,27 @@ def _blocks(n: int) -> Iterator[tuple[int, int]]:
         yield start, min(n, start + step)
 
 
-def _partial(seed: Seed, n: int, a_rows: npt.NDArray[Any], b0: int, b1: int) -> npt.NDArray[np.int64]:
-    b = generate_rows_np(n, seed.b_keys, np.arange(b0, b1), np.float32)
+def _partial(keys: MatrixKeys, n: int, a_rows: npt.NDArray[Any], b0: int, b1: int) -> npt.NDArray[np.int64]:
+    b = generate_rows_np(n, keys.b_keys, np.arange(b0, b1), np.float32)
     product: npt.NDArray[np.float32] = a_rows[:, b0:b1] @ b
     return product.astype(np.int64)
 
 
 def recompute_row_digests(
-    seed: Seed, n: int, rows: Sequence[int], *, executor: Executor | None = None
+    keys: MatrixKeys, n: int, rows: Sequence[int], *, executor: Executor | None = None
 ) -> dict[int, int]:
     """d_i for each requested row, in O(len(rows)·n²) time and O(len(rows)·n + block) memory."""
     wanted = sorted(set(rows))
-    a_rows = generate_rows_np(n, seed.a_keys, wanted, np.float32)
+    a_rows = generate_rows_np(n, keys.a_keys, wanted, np.float32)
     c_rows = np.zeros((len(wanted), n), dtype=np.int64)
     if executor is None:
         for b0, b1 in _blocks(n):
-            c_rows += _partial(seed, n, a_rows, b0, b1)
+            c_rows += _partial(keys, n, a_rows, b0, b1)
     else:
-        futures = [executor.submit(_partial, seed, n, a_rows, b0, b1) for b0, b1 in _blocks(n)]
+        futures = [executor.submit(_partial, keys, n, a_rows, b0, b1) for b0, b1 in _blocks(n)]
         for future in as_completed(futures):
             c_rows += future.result()
-    digests = row_digests_np(c_rows, *seed.digest_keys)
+    digests = row_digests_np(c_rows, *keys.digest_keys)
     return {row: int(d) for row, d in zip(wanted, digests, strict=True)}
 
 
@@ -105,9 +105,15 @@ def verify_proofs(
     rows: Sequence[int],
     answer: Any,
     *,
+    prover: str,
     executor: Executor | None = None,
 ) -> VerifyOutcome:
-    """Check a node's round-two ``answer`` ({"proofs": [...]}) for the ``rows`` the scheduler chose."""
+    """Check a node's round-two ``answer`` ({"proofs": [...]}) for the ``rows`` the scheduler chose.
+
+    ``prover`` is the address the scheduler expects behind the node (its provider registry entry),
+    never an address the answer names: the rows are recomputed with that prover's keys, so a root
+    computed by any other node fails here.
+    """
     proofs = answer.get("proofs") if isinstance(answer, dict) else None
     if not isinstance(proofs, list):
         return VerifyOutcome(False, 0, ['the answer has no "proofs" list'])
@@ -125,7 +131,7 @@ def verify_proofs(
     extra = sorted(set(given) - set(rows))
     if extra:
         failures.append(f"rows {extra} were not asked for")
-    expected = recompute_row_digests(seed, n, rows, executor=executor)
+    expected = recompute_row_digests(MatrixKeys.bind(seed, prover), n, rows, executor=executor)
     for row in sorted(set(rows)):
         if row not in given:
             failures.append(f"row {row} is missing from the proofs")

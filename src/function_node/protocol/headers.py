@@ -1,13 +1,5 @@
-"""The pure part of request authentication (SPEC §5): header names, reason codes, header parsing.
-
-No HTTP framework here: :func:`parse_auth_headers` takes any string mapping and either returns
-:class:`AuthHeaders` or raises :class:`~function_node.errors.AuthError` with the stable reason code.
-The client library imports the header names from here, so node and client cannot drift apart.
-
-Parsing is strict on purpose. The signing helpers accept some lenient spellings (``int(x, 16)``
-takes underscores, ``bytes.fromhex`` skips spaces); a header that is not exactly the documented
-form is refused as ``malformed_header`` before any of it reaches them.
-"""
+"""The request's authentication headers (SPEC §5): their names, the reason codes of every refusal, and
+the strict format checks that come before any cryptography."""
 
 from __future__ import annotations
 
@@ -17,7 +9,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from function_node.errors import AuthError
-from function_node.signing import V2_SCHEME
 
 __all__ = [
     "HEADER_ADDRESS",
@@ -29,9 +20,11 @@ __all__ = [
     "HEADER_TIMESTAMP",
     "MAX_NONCE_CHARS",
     "REASON_STATUS",
+    "V2_SCHEME",
     "AuthHeaders",
     "Reason",
     "auth_error",
+    "is_fxn_header",
     "is_wellformed_address",
     "is_wellformed_signature",
     "parse_auth_headers",
@@ -44,7 +37,9 @@ HEADER_SIGNATURE: Final = "X-Signature"
 HEADER_AUTH_SCHEME: Final = "X-Fxn-Auth"
 HEADER_NODE: Final = "X-Fxn-Node"
 HEADER_RESPONSE_SIGNATURE: Final = "X-Fxn-Response-Signature"
+_FXN_HEADER_PREFIX: Final = "x-fxn-"
 
+V2_SCHEME: Final = "2"
 MAX_NONCE_CHARS: Final = 128
 # Unix seconds fit in 11 digits until the year 5138; anything longer is not a timestamp but an
 # attempt to make int() work hard (CPython refuses > 4300 digits with an error of its own).
@@ -61,6 +56,7 @@ _VALID_V: Final = frozenset((0, 1, 27, 28))
 class Reason:
     """The stable reason codes: the error body's ``code``, the log field and the metric label."""
 
+    INVALID_REQUEST_TARGET: Final = "invalid_request_target"
     MISSING_HEADER: Final = "missing_header"
     MALFORMED_HEADER: Final = "malformed_header"
     UNKNOWN_CALLER: Final = "unknown_caller"
@@ -68,12 +64,16 @@ class Reason:
     REGISTRY_UNAVAILABLE: Final = "registry_unavailable"
     STALE_TIMESTAMP: Final = "stale_timestamp"
     BODY_TOO_LARGE: Final = "body_too_large"
+    BODY_TIMEOUT: Final = "body_timeout"
+    SERVER_BUSY: Final = "server_busy"
     BAD_SIGNATURE: Final = "bad_signature"
     REPLAYED_NONCE: Final = "replayed_nonce"
+    NONCE_QUOTA_EXCEEDED: Final = "nonce_quota_exceeded"
     NONCE_STORE_UNAVAILABLE: Final = "nonce_store_unavailable"
 
 
 REASON_STATUS: Final[Mapping[str, int]] = {
+    Reason.INVALID_REQUEST_TARGET: 400,
     Reason.MISSING_HEADER: 401,
     Reason.MALFORMED_HEADER: 400,
     Reason.UNKNOWN_CALLER: 401,
@@ -81,15 +81,26 @@ REASON_STATUS: Final[Mapping[str, int]] = {
     Reason.REGISTRY_UNAVAILABLE: 503,
     Reason.STALE_TIMESTAMP: 401,
     Reason.BODY_TOO_LARGE: 413,
+    Reason.BODY_TIMEOUT: 408,
+    Reason.SERVER_BUSY: 503,
     Reason.BAD_SIGNATURE: 401,
     Reason.REPLAYED_NONCE: 401,
+    Reason.NONCE_QUOTA_EXCEEDED: 429,
     Reason.NONCE_STORE_UNAVAILABLE: 503,
 }
 
 
-def auth_error(reason: str, message: str) -> AuthError:
+def auth_error(reason: str, message: str, *, headers: dict[str, str] | None = None) -> AuthError:
     """An AuthError whose status is the one SPEC §5 gives ``reason``."""
-    return AuthError(REASON_STATUS[reason], reason, message)
+    return AuthError(REASON_STATUS[reason], reason, message, headers=headers)
+
+
+def is_fxn_header(name: str) -> bool:
+    """``X-Fxn-*``: the node's own headers, which a backend can never supply."""
+    return name[:6].lower() == _FXN_HEADER_PREFIX
+
+
+# -- the request headers ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +130,8 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
     """Check that the four headers are present and well-formed; raise AuthError otherwise.
 
     Missing headers are named all at once (401 ``missing_header``); the first malformed one is
-    named with what its form should be (400 ``malformed_header``).
+    named with what its form should be (400 ``malformed_header``). A value with a byte outside
+    ASCII (aiohttp decodes header bytes as Latin-1 or with surrogates) is malformed, never a 500.
     """
     names = (HEADER_ADDRESS, HEADER_TIMESTAMP, HEADER_NONCE, HEADER_SIGNATURE)
     missing = [name for name in names if not headers.get(name)]
@@ -129,18 +141,18 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
     timestamp = headers[HEADER_TIMESTAMP].strip()
     nonce = headers[HEADER_NONCE]
     signature = headers[HEADER_SIGNATURE].strip()
-    if not is_wellformed_address(address):
+    if not address.isascii() or not is_wellformed_address(address):
         raise auth_error(Reason.MALFORMED_HEADER, f"{HEADER_ADDRESS} must be 0x followed by 40 hex digits")
-    if _TIMESTAMP_RE.fullmatch(timestamp) is None:
+    if not timestamp.isascii() or _TIMESTAMP_RE.fullmatch(timestamp) is None:
         raise auth_error(
             Reason.MALFORMED_HEADER, f"{HEADER_TIMESTAMP} must be unix time in seconds, decimal digits only"
         )
-    if _NONCE_RE.fullmatch(nonce) is None:
+    if not nonce.isascii() or _NONCE_RE.fullmatch(nonce) is None:
         raise auth_error(
             Reason.MALFORMED_HEADER,
             f"{HEADER_NONCE} must be 1 to {MAX_NONCE_CHARS} printable ASCII characters without spaces",
         )
-    if not is_wellformed_signature(signature):
+    if not signature.isascii() or not is_wellformed_signature(signature):
         raise auth_error(
             Reason.MALFORMED_HEADER,
             f"{HEADER_SIGNATURE} must be 65 bytes of hex (0x optional) with v of 27, 28, 0 or 1",
