@@ -30,7 +30,8 @@ from function_node.metrics import NodeMetrics
 from function_node.node.app import node_application
 from function_node.node.caller import caller_of
 from function_node.node.context import CONTEXT, NodeContext
-from function_node.node.nonces import MemoryNonceStore, NonceStore, RedisNonceStore
+from function_node.node.nonces import MemoryNonceStore, NonceStore
+from function_node.node.nonces_redis import RedisNonceStore
 from function_node.protocol import legacy_message, parse_auth_headers, response_message
 from function_node.registry.directory import CallerDirectory
 from function_node.registry.static import StaticRegistry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -91,7 +92,11 @@ def test_ready_is_503_without_a_healthy_backend(
     status, body = node.get_json("/ready")
     assert status == 503
     assert body["ready"] is False
-    assert body["backends"] == [{"model": "dev", "url": dead, "healthy": False, "inFlight": 0}]
+    # Named, never by URL: /ready answers anyone who can reach the node (SPEC §10).
+    assert body["backends"] == [{"model": "dev", "backend": "dev/0", "healthy": False, "inFlight": 0}]
+    assert dead.removeprefix("http://") not in json.dumps(body)
+    assert body["nonceStore"] == {"backend": "memory", "ok": True, "error": ""}
+    assert body["warnings"] == []
     assert all(r["usable"] for r in body["registries"])
     with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
         resp = http.post(node.url + "/v1/chat/completions", content=_chat("dev"))

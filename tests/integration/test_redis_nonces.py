@@ -15,7 +15,8 @@ from function_node.client import FxnAuth, FxnSigner
 from function_node.devnet.redis_server import RedisServer
 from function_node.errors import NonceStoreError
 from function_node.metrics import NodeMetrics
-from function_node.node.nonces import RedisNonceStore
+from function_node.node.nonces import NonceQuotaError
+from function_node.node.nonces_redis import RedisNonceStore
 from function_node.signing import LocalSigner
 from tests.fixtures.auth import ClientFactory, make_context
 from tests.fixtures.backend import FakeBackend
@@ -24,6 +25,7 @@ from tests.fixtures.node import NodeProcess, model_doc
 pytestmark = pytest.mark.integration
 
 ADDR = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+OTHER_CALLER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
 BODY = b'{"model":"m"}'
 
 
@@ -44,16 +46,49 @@ async def test_200_concurrent_claims_across_two_clients_exactly_one_wins(redis_s
             await store.close()
 
 
-async def test_claim_sets_one_key_with_the_ttl(redis_server: RedisServer) -> None:
+async def test_claim_sets_the_nonce_key_and_the_callers_set_with_the_ttl(redis_server: RedisServer) -> None:
     store = RedisNonceStore(redis_server.url, ttl=30.0, key_prefix="test:")
     raw = Redis.from_url(redis_server.url)
     try:
         assert await store.claim(ADDR.upper().replace("0X", "0x"), "n-1") is True
-        assert await raw.keys("*") == [f"test:{ADDR}:n-1".encode()]
-        pttl = await raw.pttl(f"test:{ADDR}:n-1")
-        assert 0 < pttl <= 30_000
+        assert sorted(await raw.keys("*")) == [f"test:{{{ADDR}}}".encode(), f"test:{{{ADDR}}}:n-1".encode()]
+        assert 0 < await raw.pttl(f"test:{{{ADDR}}}:n-1") <= 30_000
+        assert 0 < await raw.pttl(f"test:{{{ADDR}}}") <= 30_000
+        assert await raw.zrange(f"test:{{{ADDR}}}", 0, -1) == [b"n-1"]
     finally:
         await raw.aclose()
+        await store.close()
+
+
+async def test_a_callers_share_is_enforced_atomically_across_replicas(redis_server: RedisServer) -> None:
+    replicas = [RedisNonceStore(redis_server.url, ttl=60.0, max_per_caller=3) for _ in range(2)]
+    try:
+        outcomes: list[bool | int] = []
+        for i in range(8):  # alternating replicas: one share between them, not one each
+            try:
+                outcomes.append(await replicas[i % 2].claim(ADDR, f"n{i}"))
+            except NonceQuotaError as exc:
+                outcomes.append(exc.retry_after)
+        assert outcomes[:3] == [True, True, True]
+        assert all(isinstance(o, int) and 1 <= o <= 60 for o in outcomes[3:])  # Retry-After seconds
+        # A replay is a replay whatever the quota; another caller is not affected.
+        assert await replicas[1].claim(ADDR, "n0") is False
+        assert await replicas[0].claim(OTHER_CALLER, "n0") is True
+    finally:
+        for store in replicas:
+            await store.close()
+
+
+async def test_quota_frees_up_as_the_callers_nonces_expire(redis_server: RedisServer) -> None:
+    store = RedisNonceStore(redis_server.url, ttl=0.2, max_per_caller=1)
+    try:
+        assert await store.claim(ADDR, "a") is True
+        with pytest.raises(NonceQuotaError) as info:
+            await store.claim(ADDR, "b")
+        assert info.value.retry_after == 1  # 200 ms, rounded up to whole seconds
+        await asyncio.sleep(0.3)
+        assert await store.claim(ADDR, "b") is True
+    finally:
         await store.close()
 
 

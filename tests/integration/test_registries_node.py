@@ -205,7 +205,7 @@ def test_fxn_status_reports_registration_and_sync(
     assert report["node"]["ready"] is True
     assert {r["name"] for r in report["node"]["registries"]} == {"gateway", "scheduler", "provider"}
     assert report["node"]["backends"] == [
-        {"model": "m", "url": fake_backend.url, "healthy": True, "inFlight": 0}
+        {"model": "m", "backend": "m/0", "url": fake_backend.url, "healthy": True, "inFlight": 0}
     ]
     table = fxn(node.home, "status", env={"COLUMNS": "200"})
     assert table.returncode == 0, table.stderr

@@ -414,16 +414,47 @@ async def test_nonce_store_unavailable(
     auth_client_factory: ClientFactory,
     node_signer: LocalSigner,
     gateway_signer: LocalSigner,
+    scheduler_signer: LocalSigner,
     metrics: NodeMetrics,
     make_ctx: partial[NodeContext],
 ) -> None:
     # A memory store of one entry is full after one request: it refuses (fails closed), like Redis down.
-    store = MemoryNonceStore(ttl=600.0, max_entries=1)
+    store = MemoryNonceStore(ttl=600.0, max_entries=1, max_per_caller=1)
     client = await auth_client_factory(make_ctx(nonces=store))
     assert (await send(client, gateway_signer))[0] == 200
-    status, payload, _, _ = await send(client, gateway_signer)
+    status, payload, headers, raw = await send(client, scheduler_signer, nonce="s-1")
     assert (status, code_of(payload)) == (503, "nonce_store_unavailable")
     assert metrics.registry.get_sample_value("fxn_nonce_store_errors_total") == 1
+    # Refused after the signature verified: signed, like every answer from then on.
+    assert signed(
+        node_signer.address, scheduler_signer.address, "s-1", 503, raw, headers["X-Fxn-Response-Signature"]
+    )
+
+
+async def test_nonce_quota_exceeded_is_429_signed_and_claims_nothing(
+    auth_client_factory: ClientFactory,
+    node_signer: LocalSigner,
+    gateway_signer: LocalSigner,
+    scheduler_signer: LocalSigner,
+    metrics: NodeMetrics,
+    make_ctx: partial[NodeContext],
+) -> None:
+    store = MemoryNonceStore(ttl=600.0, max_entries=1000, max_per_caller=2)
+    client = await auth_client_factory(make_ctx(nonces=store))
+    assert (await send(client, gateway_signer, nonce="g-1"))[0] == 200
+    assert (await send(client, gateway_signer, nonce="g-2"))[0] == 200
+    status, payload, headers, raw = await send(client, gateway_signer, nonce="g-3")
+    assert (status, code_of(payload)) == (429, "nonce_quota_exceeded")
+    assert headers["Retry-After"] == "600"
+    assert "oldest nonce expires in 600s" in str(payload["error"])
+    assert signed(
+        node_signer.address, gateway_signer.address, "g-3", 429, raw, headers["X-Fxn-Response-Signature"]
+    )
+    assert failures(metrics, "nonce_quota_exceeded") == 1
+    assert store.held_by(gateway_signer.address) == 2  # g-3 was not claimed
+    # A replay is a replay whatever the quota; other callers are not affected.
+    assert code_of((await send(client, gateway_signer, nonce="g-1"))[1]) == "replayed_nonce"
+    assert (await send(client, scheduler_signer, nonce="s-1"))[0] == 200
 
 
 class NeverLoadedRegistry:

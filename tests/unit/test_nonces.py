@@ -8,10 +8,12 @@ import pytest
 
 from function_node.config.settings import NonceCacheSettings
 from function_node.errors import NonceStoreError
-from function_node.node.nonces import MemoryNonceStore, RedisNonceStore, create_nonce_store
+from function_node.node.nonces import MemoryNonceStore, NonceQuotaError, create_nonce_store, per_caller_limit
+from function_node.node.nonces_redis import RedisNonceStore
 
 ADDR = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
 OTHER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+STRANGER = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"
 
 
 class ManualClock:
@@ -50,12 +52,55 @@ async def test_exactly_one_of_many_concurrent_claims_wins() -> None:
     assert results.count(True) == 1
 
 
+async def test_one_caller_cannot_take_more_than_its_share() -> None:
+    clock = ManualClock()
+    store = MemoryNonceStore(ttl=60.0, max_entries=1000, clock=clock, max_per_caller=2)
+    assert await store.claim(ADDR, "a")
+    clock.now += 10
+    assert await store.claim(ADDR, "b")
+    with pytest.raises(NonceQuotaError) as info:
+        await store.claim(ADDR, "c")
+    assert (info.value.held, info.value.retry_after) == (2, 50)  # its oldest nonce expires in 50 s
+    assert store.held_by(ADDR) == 2 and len(store) == 2  # nothing claimed
+    assert await store.claim(ADDR, "a") is False  # a replay is a replay whatever the quota
+    assert await store.claim(OTHER, "a") is True  # the others are not affected
+    clock.now += 50
+    assert await store.claim(ADDR, "c") is True  # the oldest expired: room again
+    assert store.held_by(ADDR) == 2
+
+
+async def test_default_share_is_half_of_max_entries() -> None:
+    settings = NonceCacheSettings.model_validate({"maxEntries": 1000})
+    assert per_caller_limit(settings) == 500
+    assert per_caller_limit(settings.model_copy(update={"max_entries_per_caller": 7})) == 7
+    store = create_nonce_store(settings)
+    assert isinstance(store, MemoryNonceStore) and store.max_per_caller == 500
+
+
+async def test_cleanup_task_runs_once_started_and_stops_on_close() -> None:
+    clock = ManualClock()
+    store = MemoryNonceStore(ttl=1.0, max_entries=1000, clock=clock, cleanup_interval=0.01)
+    assert await store.claim(ADDR, "a")
+    await store.start()
+    assert store.cleanup_running
+    clock.now += 2
+    for _ in range(100):
+        if len(store) == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(store) == 0 and store.held_by(ADDR) == 0  # purged without any claim arriving
+    await store.close()
+    assert not store.cleanup_running
+
+
 async def test_full_store_purges_expired_first_then_refuses() -> None:
     clock = ManualClock()
-    store = MemoryNonceStore(ttl=10.0, max_entries=3, clock=clock)
-    for n in ("a", "b", "c"):
-        assert await store.claim(ADDR, n)
+    store = MemoryNonceStore(ttl=10.0, max_entries=3, clock=clock, max_per_caller=2)
+    for who, n in ((ADDR, "a"), (ADDR, "b"), (OTHER, "c")):
+        assert await store.claim(who, n)
     with pytest.raises(NonceStoreError, match="full"):
+        await store.claim(STRANGER, "d")  # within its share, but the store as a whole is full
+    with pytest.raises(NonceQuotaError):
         await store.claim(ADDR, "d")
     assert len(store) == 3  # refused without evicting a live nonce (that would re-open replays)
     assert await store.claim(ADDR, "a") is False
@@ -110,7 +155,8 @@ async def test_factory_builds_the_configured_store() -> None:
     )
     assert isinstance(redis, RedisNonceStore)
     assert redis.ttl_ms == 1500
-    assert redis.key("0xABCDEF", "n:1") == "fxn:nonce:0xabcdef:n:1"
+    assert redis.key("0xABCDEF", "n:1") == "fxn:nonce:{0xabcdef}:n:1"
+    assert redis.max_per_caller == 500_000  # half of the default maxEntries
     await redis.close()
 
 

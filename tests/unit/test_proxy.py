@@ -137,7 +137,7 @@ async def test_backend_500_relayed_as_is(
     assert (
         metrics.registry.get_sample_value(
             "fxn_upstream_errors_total",
-            {"model": STATUS_500, "backend": fake_backend.url, "kind": "status_5xx"},
+            {"model": STATUS_500, "backend": f"{STATUS_500}/0", "kind": "status_5xx"},
         )
         == 1
     )
@@ -155,7 +155,7 @@ async def test_backend_422_relayed_byte_for_byte(
     assert (
         metrics.registry.get_sample_value(
             "fxn_upstream_errors_total",
-            {"model": STATUS_422, "backend": fake_backend.url, "kind": "status_5xx"},
+            {"model": STATUS_422, "backend": f"{STATUS_422}/0", "kind": "status_5xx"},
         )
         is None
     )
@@ -194,7 +194,7 @@ async def test_first_byte_timeout_is_504(
     assert (
         metrics.registry.get_sample_value(
             "fxn_upstream_errors_total",
-            {"model": model, "backend": fake_backend.url, "kind": "first_byte_timeout"},
+            {"model": model, "backend": f"{model}/0", "kind": "first_byte_timeout"},
         )
         == 1
     )
@@ -229,7 +229,7 @@ async def test_die_midstream_ends_with_error_event(
     assert (
         metrics.registry.get_sample_value(
             "fxn_upstream_errors_total",
-            {"model": DIE_MIDSTREAM, "backend": fake_backend.url, "kind": "midstream"},
+            {"model": DIE_MIDSTREAM, "backend": f"{DIE_MIDSTREAM}/0", "kind": "midstream"},
         )
         == 1
     )
@@ -262,12 +262,12 @@ async def test_failover_to_second_backend(
     assert len(fake_backend.requests_for("dev")) == 1
     assert (
         metrics.registry.get_sample_value(
-            "fxn_upstream_errors_total", {"model": "dev", "backend": dead, "kind": "connect"}
+            "fxn_upstream_errors_total", {"model": "dev", "backend": "dev/0", "kind": "connect"}
         )
         == 1
     )
     ready = await (await client.get("/ready")).json()
-    assert {b["url"]: b["healthy"] for b in ready["backends"]} == {dead: False, fake_backend.url: True}
+    assert {b["backend"]: b["healthy"] for b in ready["backends"]} == {"dev/0": False, "dev/1": True}
 
 
 async def test_all_unreachable_is_502_then_503(proxy_client: ProxyClient) -> None:

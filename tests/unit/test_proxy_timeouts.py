@@ -45,12 +45,9 @@ async def test_connect_timeout_fails_over(
     assert resp.status == 200
     assert (await resp.json())["object"] == "chat.completion"
     assert len(fake_backend.requests_for("dev")) == 1
-    assert _errors(metrics, "dev", blackhole_url, "connect_timeout") == 1
+    assert _errors(metrics, "dev", "dev/0", "connect_timeout") == 1
     ready = await (await client.get("/ready")).json()
-    assert {b["url"]: b["healthy"] for b in ready["backends"]} == {
-        blackhole_url: False,
-        fake_backend.url: True,
-    }
+    assert {b["backend"]: b["healthy"] for b in ready["backends"]} == {"dev/0": False, "dev/1": True}
 
 
 async def test_connect_timeout_on_every_backend_is_504(
@@ -65,7 +62,7 @@ async def test_connect_timeout_on_every_backend_is_504(
         "type": "upstream_error",
         "code": "backend_timeout",
     }
-    assert _errors(metrics, "dev", blackhole_url, "connect_timeout") == 1
+    assert _errors(metrics, "dev", "dev/0", "connect_timeout") == 1
     # Marked unhealthy by that attempt: the next request is not sent anywhere.
     resp = await client.post("/v1/chat/completions", data=orjson.dumps(CHAT))
     assert resp.status == 503
@@ -89,7 +86,7 @@ async def test_last_failure_decides_504_or_502(
     assert resp.status == status
     assert (await resp.json())["error"]["code"] == code
     ready = await (await client.get("/ready")).json()
-    assert {b["url"]: b["healthy"] for b in ready["backends"]} == {first: False, second: False}
+    assert {b["backend"]: b["healthy"] for b in ready["backends"]} == {"dev/0": False, "dev/1": False}
 
 
 @pytest.mark.parametrize(
@@ -109,7 +106,7 @@ async def test_total_timeout_before_anything_was_sent_is_504(
     error = (await resp.json())["error"]
     assert error["code"] == "backend_timeout"
     assert error["message"] == f"backend of model {model!r} timed out: total_timeout (0.3s)"
-    assert _errors(metrics, model, fake_backend.url, "timeout") == 1
+    assert _errors(metrics, model, f"{model}/0", "timeout") == 1
     await asyncio.to_thread(fake_backend.wait_for, lambda: model in fake_backend.cancelled_models())
 
 
@@ -134,5 +131,5 @@ async def test_total_timeout_mid_stream_ends_with_error_event(
         "type": "upstream_error",
         "code": "backend_stream_interrupted",
     }
-    assert _errors(metrics, SLOW_STREAM, fake_backend.url, "total_timeout") == 1
+    assert _errors(metrics, SLOW_STREAM, f"{SLOW_STREAM}/0", "total_timeout") == 1
     await asyncio.to_thread(fake_backend.wait_for, lambda: SLOW_STREAM in fake_backend.cancelled_models())

@@ -44,7 +44,13 @@ def default_challenges(settings: Settings) -> ChallengeRegistry:
         MatrixProofChallenge,
     )
 
-    service = MatmulService(settings.challenge.matmul)
+    shared = None
+    if settings.nonce_cache.backend == "redis":
+        # Several processes serve this node: round two may land on any of them (SPEC §7.2).
+        from function_node.challenges.matmul.shared_store import RedisCommitments
+
+        shared = RedisCommitments(settings.nonce_cache.redis_url, settings.challenge.matmul.proof_ttl)
+    service = MatmulService(settings.challenge.matmul, shared=shared)
     return ChallengeRegistry(
         [
             IdentityChallenge(),

@@ -50,6 +50,7 @@ def status(
     address = key_file_address(key_path(cli.home, settings)).lower()
     model_ids = _configured_model_ids(cli.home)
     report = asyncio.run(collect_status(settings, address, node or _node_url(settings), model_ids))
+    _add_backend_urls(report, cli.home)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:
@@ -64,6 +65,25 @@ def _node_url(settings: Settings) -> str:
     host = "127.0.0.1" if host in _WILDCARD_HOSTS else host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{settings.node.listen_port}"
+
+
+def _add_backend_urls(report: dict[str, Any], home: Any) -> None:
+    """The node names its backends ``<model>/<index>`` (its answer is public); the operator sees the URLs,
+    redacted, from this home's backend.yaml."""
+    from function_node.chain.client import redact_url
+    from function_node.config.loader import load_backends
+    from function_node.errors import ConfigError
+
+    try:
+        urls = {
+            f"{m.name}/{i}": redact_url(b.base_url)
+            for m in load_backends(home).models
+            for i, b in enumerate(m.backends)
+        }
+    except (ConfigError, OSError):
+        urls = {}
+    for backend in report["node"].get("backends", []):
+        backend["url"] = urls.get(str(backend.get("backend")), "")
 
 
 def _configured_model_ids(home: Any) -> list[str] | None:
@@ -200,10 +220,10 @@ def _print(console: Console, report: dict[str, Any]) -> None:
         )
     console.print(registries)
     backends = Table(title="Backends")
-    for column in ("model", "url", "healthy", "in flight"):
+    for column in ("backend", "url", "healthy", "in flight"):
         backends.add_column(column)
     for b in node.get("backends", []):
         backends.add_row(
-            str(b.get("model")), str(b.get("url")), _yes(b.get("healthy")), str(b.get("inFlight", ""))
+            str(b.get("backend")), str(b.get("url")), _yes(b.get("healthy")), str(b.get("inFlight", ""))
         )
     console.print(backends)

@@ -156,6 +156,9 @@ class NonceCacheSettings(ConfigModel):
     # Bounds the memory store: past this many live nonces new claims are refused (fail closed) rather
     # than letting a flood of signed requests grow memory without limit.
     max_entries: int = Field(default=1_000_000, ge=1000)
+    # One caller's share of the store (0 = half of maxEntries), so a flooding gateway cannot get every
+    # other caller refused (SPEC §11); past it the caller gets 429 nonce_quota_exceeded.
+    max_entries_per_caller: int = Field(default=0, ge=0)
 
     @field_validator("redis_url")
     @classmethod

@@ -26,7 +26,7 @@ from function_node.node.auth import add_node_header, auth_middleware
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.gpu_metrics import gpu_metrics_ctx
-from function_node.node.health import add_status_routes
+from function_node.node.health import NOBODY_ADMITTED, add_status_routes, admits_nobody
 from function_node.node.observe import install_request_id, observe_middleware
 from function_node.node.proxy import add_openai_routes
 from function_node.node.upstream import IdleCappedConnector
@@ -119,6 +119,7 @@ def create_app(
             stack.push_async_callback(session.close)
             nonces = create_nonce_store(settings.nonce_cache)
             stack.push_async_callback(nonces.close)
+            await nonces.start()  # the memory store's periodic purge; the Redis store's first ping
             registries = await open_registries(
                 settings,
                 home,
@@ -159,11 +160,13 @@ def create_app(
                     "development only, never on a network"
                 )
             log.info(
-                "node ready",
+                "node started",
                 address=node_address,
                 models=[m.name for m in backends.models],
                 nonce_store=settings.nonce_cache.backend,
             )
+            if admits_nobody(settings):
+                log.warning(NOBODY_ADMITTED)
             yield
 
     app.cleanup_ctx.append(lifespan)

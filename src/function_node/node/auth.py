@@ -32,6 +32,7 @@ from function_node.node.answers import error_answer
 from function_node.node.body import read_body
 from function_node.node.caller import Caller, set_caller
 from function_node.node.context import CONTEXT, NodeContext
+from function_node.node.nonces import NonceQuotaError
 from function_node.protocol import (
     HEADER_ADDRESS,
     HEADER_NODE,
@@ -146,6 +147,12 @@ async def _claim_nonce(ctx: NodeContext, caller: Caller) -> None:
     except NonceStoreError as exc:
         ctx.metrics.nonce_store_errors.inc()
         raise auth_error(Reason.NONCE_STORE_UNAVAILABLE, f"the nonce store is unavailable: {exc}") from exc
+    except NonceQuotaError as exc:
+        raise auth_error(
+            Reason.NONCE_QUOTA_EXCEEDED,
+            f"{exc} (nonceCache.maxEntriesPerCaller); its oldest nonce expires in {exc.retry_after}s",
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from exc
     if not fresh:
         raise auth_error(Reason.REPLAYED_NONCE, "this X-Nonce was already used by this caller")
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 import aiohttp
@@ -25,14 +26,30 @@ from function_node.errors import ApiError, UpstreamError
 from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
 
-__all__ = ["BACKENDS", "RETRY_AFTER_SECONDS", "Backend", "BackendPool", "BackendSet"]
+__all__ = ["BACKENDS", "RETRY_AFTER_SECONDS", "Backend", "BackendPool", "BackendSet", "describe_failure"]
 
 RETRY_AFTER_SECONDS: Final = 1
 _HEALTHY_STATUS: Final = range(200, 400)
 
 
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong talking to a backend, without its host or port (they stay out of logs, SPEC §10)."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # strerror can name the address ("Connect call failed ('10.0.0.5', 8000)"); the errno cannot.
+        number = exc.os_error.errno
+        return f"connection failed ({os.strerror(number) if number else type(exc.os_error).__name__})"
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return "timed out"
+    return type(exc).__name__
+
+
 class Backend:
-    """One upstream URL of one model, with its in-flight count and health."""
+    """One upstream URL of one model, with its in-flight count and health.
+
+    ``name`` (``<model>/<index in backend.yaml>``) is how the backend appears wherever an
+    unauthenticated reader can see it (``/metrics``, ``/ready``, logs): URLs carry hosts, ports and
+    sometimes tokens, so they stay in backend.yaml and the operator's own commands (SPEC §10).
+    """
 
     __slots__ = (
         "base_url",
@@ -45,30 +62,44 @@ class Backend:
         "latency_metric",
         "max_concurrency",
         "model",
+        "name",
         "ttfb_metric",
         "weight",
     )
 
     def __init__(
-        self, model: str, endpoint: BackendEndpoint, headers: dict[str, str], metrics: NodeMetrics
+        self, model: str, index: int, endpoint: BackendEndpoint, headers: dict[str, str], metrics: NodeMetrics
     ) -> None:
         self.model = model
+        self.in_flight = 0
+        # Optimistic until the first health check says otherwise, so a node serves at once.
+        self.healthy = True
+        self.last_error = ""
+        self.configure(index, endpoint, headers, metrics)
+
+    def configure(
+        self, index: int, endpoint: BackendEndpoint, headers: dict[str, str], metrics: NodeMetrics
+    ) -> None:
+        """Take (new) settings of this backend; on a reload, requests in flight keep counting here."""
+        old_name = getattr(self, "name", None)
+        self.name = f"{self.model}/{index}"
         self.endpoint = endpoint
         self.base_url = endpoint.base_url
         self.headers = headers  # secrets resolved from the environment once, at load
         self.weight = endpoint.weight
         self.max_concurrency = endpoint.max_concurrency
-        self.in_flight = 0
-        # Optimistic until the first health check says otherwise, so a node serves at once.
-        self.healthy = True
-        self.last_error = ""
+        if old_name is not None and old_name != self.name:
+            for family in (metrics.upstream_ttfb, metrics.upstream_latency, metrics.upstream_in_flight):
+                with contextlib.suppress(KeyError):
+                    family.remove(self.model, old_name)
         # Labelled children looked up once: labels() takes a lock and hashes on every call.
-        self.ttfb_metric = metrics.upstream_ttfb.labels(model, self.base_url)
-        self.latency_metric = metrics.upstream_latency.labels(model, self.base_url)
-        self.in_flight_metric = metrics.upstream_in_flight.labels(model, self.base_url)
+        self.ttfb_metric = metrics.upstream_ttfb.labels(self.model, self.name)
+        self.latency_metric = metrics.upstream_latency.labels(self.model, self.name)
+        self.in_flight_metric = metrics.upstream_in_flight.labels(self.model, self.name)
+        self.in_flight_metric.set(self.in_flight)
 
     def error(self, metrics: NodeMetrics, kind: str) -> None:
-        metrics.upstream_errors.labels(self.model, self.base_url, kind).inc()
+        metrics.upstream_errors.labels(self.model, self.name, kind).inc()
 
     @property
     def full(self) -> bool:
@@ -77,7 +108,7 @@ class Backend:
     def as_status(self) -> dict[str, object]:
         return {
             "model": self.model,
-            "url": self.base_url,
+            "backend": self.name,
             "healthy": self.healthy,
             "inFlight": self.in_flight,
         }
@@ -86,18 +117,35 @@ class Backend:
 class BackendPool:
     """The backends of one model and the choice among them."""
 
-    def __init__(self, config: ModelConfig, session: aiohttp.ClientSession, metrics: NodeMetrics) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        session: aiohttp.ClientSession,
+        metrics: NodeMetrics,
+        *,
+        carried: Mapping[str, Backend] | None = None,
+    ) -> None:
         self.config = config
         self.session = session
         self.name = config.name
         self.metrics = metrics
-        self.backends = [Backend(config.name, b, b.resolved_headers(), metrics) for b in config.backends]
+        previous = carried or {}
+        self.backends = []
+        for index, endpoint in enumerate(config.backends):
+            # A backend whose URL is unchanged by a reload is the same object, so the requests it is
+            # serving stay counted against its maxConcurrency (and its health is kept).
+            backend = previous.get(endpoint.base_url)
+            if backend is None:
+                backend = Backend(config.name, index, endpoint, endpoint.resolved_headers(), metrics)
+            else:
+                backend.configure(index, endpoint, endpoint.resolved_headers(), metrics)
+            self.backends.append(backend)
         t = config.timeouts
         # sock_read bounds the wait for the first byte (and any later silence of the same length);
         # total bounds the whole exchange, streams included.
         self.timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_byte)
         for backend in self.backends:
-            metrics.backend_healthy.labels(self.name, backend.base_url).set(1)
+            metrics.backend_healthy.labels(self.name, backend.name).set(1 if backend.healthy else 0)
 
     def acquire(self, exclude: Iterable[Backend] = ()) -> Backend:
         """The backend for the next request, its in-flight count taken; pair with :meth:`release`.
@@ -139,26 +187,33 @@ class BackendPool:
         if backend.healthy != healthy:
             log = get_logger("fxn.backends")
             if healthy:
-                log.info("backend healthy", model=self.name, backend=backend.base_url)
+                log.info("backend healthy", model=self.name, backend=backend.name)
             else:
-                log.warning("backend unhealthy", model=self.name, backend=backend.base_url, error=error)
+                log.warning("backend unhealthy", model=self.name, backend=backend.name, error=error)
         backend.healthy = healthy
         backend.last_error = error
-        self.metrics.backend_healthy.labels(self.name, backend.base_url).set(1 if healthy else 0)
+        self.metrics.backend_healthy.labels(self.name, backend.name).set(1 if healthy else 0)
 
     async def check(self, backend: Backend) -> None:
-        """One health check: GET healthCheck.path under the backend's root."""
+        """One health check: GET healthCheck.path under the backend's root.
+
+        Redirects are never followed: the check sends the backend's credentials, which must not reach
+        whatever host a redirect names (SPEC §6).
+        """
         hc = self.config.health_check
         url = backend.base_url + hc.path
         try:
             async with self.session.get(
-                url, headers=backend.headers, timeout=aiohttp.ClientTimeout(total=hc.timeout)
+                url,
+                headers=backend.headers,
+                timeout=aiohttp.ClientTimeout(total=hc.timeout),
+                allow_redirects=False,
             ) as resp:
                 await resp.read()
                 ok = resp.status in _HEALTHY_STATUS
                 self.mark(backend, ok, "" if ok else f"health check answered {resp.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
-            self.mark(backend, False, f"health check failed: {type(exc).__name__}: {exc}")
+            self.mark(backend, False, f"health check failed: {describe_failure(exc)}")
 
     async def run_health_checks(self) -> None:
         """Check every backend now and then every ``healthCheck.interval``, until cancelled."""
@@ -193,14 +248,19 @@ class BackendSet:
     def replace(self, config: BackendConfig) -> None:
         """Serve ``config`` from now on (SIGHUP). Raises ConfigError, keeping the old pools, if a
         referenced environment variable is unset."""
-        pools = {m.name: BackendPool(m, self.session, self.metrics) for m in config.models}
+        pools: dict[str, BackendPool] = {}
+        for model in config.models:
+            old = self.pools.get(model.name)
+            carried = {b.base_url: b for b in old.backends} if old is not None else {}
+            pools[model.name] = BackendPool(model, self.session, self.metrics, carried=carried)
         for task in list(self._tasks):
             task.cancel()
+        kept = {(name, b.name) for name, pool in pools.items() for b in pool.backends}
         for name, pool in self.pools.items():
             for backend in pool.backends:
-                if name not in pools or backend.base_url not in {b.base_url for b in pools[name].backends}:
+                if (name, backend.name) not in kept:
                     with contextlib.suppress(KeyError):
-                        self.metrics.backend_healthy.remove(name, backend.base_url)
+                        self.metrics.backend_healthy.remove(name, backend.name)
         self.config = config
         self.pools = pools
         self.start()

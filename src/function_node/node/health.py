@@ -10,13 +10,32 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from function_node.config.settings import Settings
+from function_node.errors import NonceStoreError
 from function_node.metrics import NodeMetrics
 from function_node.node.backends import BACKENDS, BackendSet
-from function_node.node.context import CONTEXT
+from function_node.node.context import CONTEXT, NodeContext
 
-__all__ = ["add_status_routes", "metrics_app", "model_list", "readiness"]
+__all__ = ["NOBODY_ADMITTED", "add_status_routes", "admits_nobody", "metrics_app", "model_list", "readiness"]
 
 _OWNER: Final = "function-network"
+NOBODY_ADMITTED: Final = (
+    "no gateway or scheduler can call this node: there is no registry (registry.routerSmartContractAddress) "
+    "and no static list (registry.static); set one of them"
+)
+
+
+def admits_nobody(settings: Settings) -> bool:
+    """True when no registry, no static list and no scheduler address is configured (and auth is on)."""
+    registry = settings.registry
+    return not (
+        registry.bypass_auth
+        or registry.router_smart_contract_address
+        or registry.static.gateways
+        or registry.static.schedulers
+        or registry.scheduler.contract
+        or settings.scheduler_address
+    )
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -34,18 +53,40 @@ def model_list(backends: BackendSet) -> dict[str, Any]:
     }
 
 
-def readiness(app: web.Application) -> tuple[bool, dict[str, Any]]:
-    """Ready when every registry is loaded and fresh and at least one backend is healthy."""
+async def readiness(app: web.Application) -> tuple[bool, dict[str, Any]]:
+    """Ready when every registry is loaded and fresh, the nonce store answers, and at least one backend
+    is healthy (SPEC §6). The answer is unauthenticated: models, backend names and states, never URLs."""
     context = app.get(CONTEXT)
     statuses = context.callers.statuses() if context is not None else []
     backends = app[BACKENDS]
     registries_ok = all(s.usable for s in statuses)
-    ready = registries_ok and backends.any_healthy()
+    nonce_store = await _nonce_store_state(context)
+    warnings = _warnings(context)
+    ready = registries_ok and bool(nonce_store["ok"]) and backends.any_healthy()
     return ready, {
         "ready": ready,
         "registries": [{**dataclasses.asdict(s), "usable": s.usable} for s in statuses],
+        "nonceStore": nonce_store,
         "backends": backends.statuses(),
+        "warnings": warnings,
     }
+
+
+async def _nonce_store_state(context: NodeContext | None) -> dict[str, Any]:
+    if context is None:
+        return {"backend": "none", "ok": True, "error": ""}
+    backend = context.settings.nonce_cache.backend
+    try:
+        await context.nonces.ping()
+    except NonceStoreError as exc:
+        return {"backend": backend, "ok": False, "error": str(exc)}
+    return {"backend": backend, "ok": True, "error": ""}
+
+
+def _warnings(context: NodeContext | None) -> list[str]:
+    if context is None:
+        return []
+    return [NOBODY_ADMITTED] if admits_nobody(context.settings) else []
 
 
 def add_status_routes(
@@ -58,7 +99,7 @@ def add_status_routes(
         return web.Response(body=health, content_type="application/json")
 
     async def ready_handler(request: web.Request) -> web.Response:
-        ready, body = readiness(request.app)
+        ready, body = await readiness(request.app)
         return _json(body, 200 if ready else 503)
 
     async def models_handler(request: web.Request) -> web.Response:

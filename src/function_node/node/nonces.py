@@ -1,54 +1,76 @@
-"""Nonce stores: refuse a replayed (address, nonce) within ``nonceCache.ttl``.
+"""Nonce stores: refuse a replayed (address, nonce) within ``nonceCache.ttl``, and share the store's
+capacity fairly between callers.
 
-``claim`` is atomic: exactly one of any number of concurrent claims of the same pair succeeds, in
-one process (memory store) or across every replica sharing a Redis (one ``SET key 1 NX PX ttl``).
+``claim`` is atomic: exactly one of any number of concurrent claims of the same pair succeeds, in one
+process (memory store) or across every replica sharing a Redis (one Lua script). Its outcomes, in the
+order they are decided (SPEC §5 step 6, §11):
+
+1. the pair was already claimed: False (``replayed_nonce``), whatever the caller's quota;
+2. the caller already holds ``maxEntriesPerCaller`` live nonces: :class:`NonceQuotaError` with the
+   seconds until its oldest one expires (``nonce_quota_exceeded``, 429); nothing is claimed, so one
+   flooding gateway cannot get every other caller refused;
+3. else the pair is claimed: True.
 
 Two implementations:
 
 * :class:`MemoryNonceStore` — one process. Claims never await, so each is atomic on the event loop.
-  The TTL is the same for every entry, so insertion order is expiry order: expired entries are
-  dropped from the front of an ``OrderedDict`` on every claim (and by a periodic task when idle),
-  O(1) per entry. It is bounded by ``max_entries``: when full after dropping the expired entries,
-  it refuses new claims with NonceStoreError (503) rather than evicting live nonces (which would
-  re-open the replay window) or growing without limit under a flood of signed requests.
-* :class:`RedisNonceStore` — shared by replicas. Short socket timeouts, at most one immediate retry
-  on a broken connection (a pooled connection dies when Redis restarts), and every failure becomes
-  NonceStoreError (fail closed). The client reconnects on the next claim, so the node recovers by
-  itself when Redis is back.
+  The TTL is the same for every entry, so insertion order is expiry order: expired entries are dropped
+  from the front of an ``OrderedDict`` on every claim (and by a periodic task when idle), O(1) per
+  entry, and each caller's own expiries sit in a deque in the same order. It is bounded by
+  ``max_entries``: when full after dropping the expired entries, it refuses new claims with
+  NonceStoreError (503) rather than evicting live nonces (which would re-open the replay window).
+* :class:`~function_node.node.nonces_redis.RedisNonceStore` — shared by replicas and workers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from function_node.config.settings import NonceCacheSettings
 from function_node.errors import NonceStoreError
-from function_node.logs import get_logger
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
+    from function_node.node.nonces_redis import RedisNonceStore
 
-__all__ = ["MemoryNonceStore", "NonceStore", "RedisNonceStore", "create_nonce_store"]
+__all__ = ["MemoryNonceStore", "NonceQuotaError", "NonceStore", "create_nonce_store", "per_caller_limit"]
 
-DEFAULT_KEY_PREFIX: Final = "fxn:nonce:"
-_REDIS_SOCKET_TIMEOUT: Final = 2.0
-_REDIS_MAX_CONNECTIONS: Final = 64
+
+class NonceQuotaError(Exception):
+    """The caller holds as many live nonces as it may; ``retry_after`` is whole seconds (at least 1)."""
+
+    def __init__(self, held: int, retry_after: float) -> None:
+        super().__init__(f"this caller holds {held} live nonces, its share of the nonce store")
+        self.held = held
+        self.retry_after = max(1, math.ceil(retry_after))
 
 
 class NonceStore(Protocol):
     async def claim(self, address: str, nonce: str) -> bool:
         """True if this (address, nonce) was unclaimed and is now claimed; False if it is a replay.
 
-        Raises NonceStoreError when the store cannot answer (the node then fails closed, 503).
+        Raises NonceQuotaError past the caller's share (nothing claimed), NonceStoreError when the
+        store cannot answer (the node then fails closed, 503).
         """
         ...
 
+    async def ping(self) -> None:
+        """Raise NonceStoreError unless the store answers now (``/ready``)."""
+        ...
+
+    async def start(self) -> None: ...
+
     async def close(self) -> None: ...
+
+
+def per_caller_limit(settings: NonceCacheSettings) -> int:
+    """``maxEntriesPerCaller``, where 0 means half of ``maxEntries``."""
+    return settings.max_entries_per_caller or max(1, settings.max_entries // 2)
 
 
 class MemoryNonceStore:
@@ -61,50 +83,77 @@ class MemoryNonceStore:
         clock: Callable[[], float] = time.monotonic,
         *,
         cleanup_interval: float = 60.0,
+        max_per_caller: int = 0,
     ) -> None:
-        if ttl <= 0 or max_entries < 1 or cleanup_interval <= 0:
+        if ttl <= 0 or max_entries < 1 or cleanup_interval <= 0 or max_per_caller < 0:
             raise ValueError("ttl and cleanup_interval must be positive and max_entries at least 1")
         self.ttl = ttl
         self.max_entries = max_entries
+        self.max_per_caller = max_per_caller or max(1, max_entries // 2)
         self.cleanup_interval = cleanup_interval
         self._clock = clock
         self._expiry: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._by_caller: dict[str, deque[float]] = {}
         self._cleanup_task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
         return len(self._expiry)
 
+    def held_by(self, address: str) -> int:
+        held = self._by_caller.get(address.lower())
+        return len(held) if held is not None else 0
+
     async def claim(self, address: str, nonce: str) -> bool:
-        # No await in here: the check and the insert cannot interleave with another claim.
+        # No await in here: the checks and the insert cannot interleave with another claim.
         now = self._clock()
         self.purge_expired(now)
-        key = (address.lower(), nonce)
+        caller = address.lower()
+        key = (caller, nonce)
         if key in self._expiry:
             return False
+        held = self._by_caller.get(caller)
+        if held is not None and len(held) >= self.max_per_caller:
+            raise NonceQuotaError(len(held), held[0] - now)
         if len(self._expiry) >= self.max_entries:
             raise NonceStoreError(
                 f"the memory nonce store is full ({self.max_entries} live nonces); refusing new "
                 "requests until nonces expire (raise nonceCache.maxEntries or use backend: redis)"
             )
-        self._expiry[key] = now + self.ttl
+        expiry = now + self.ttl
+        self._expiry[key] = expiry
+        if held is None:
+            held = self._by_caller[caller] = deque()
+        held.append(expiry)
         return True
 
     def purge_expired(self, now: float | None = None) -> int:
         """Drop every expired entry; returns how many. Entries expire in insertion order."""
         current = self._clock() if now is None else now
         dropped = 0
-        while self._expiry:
-            key, expiry = next(iter(self._expiry.items()))
-            if expiry > current:
+        expiry = self._expiry
+        while expiry:
+            key, when = next(iter(expiry.items()))
+            if when > current:
                 break
-            del self._expiry[key]
+            del expiry[key]
+            held = self._by_caller[key[0]]
+            held.popleft()
+            if not held:
+                del self._by_caller[key[0]]
             dropped += 1
         return dropped
+
+    async def ping(self) -> None:
+        return None  # in this process: it always answers
 
     async def start(self) -> None:
         """Start the periodic purge, which frees memory when no claims arrive to do it lazily."""
         if self._cleanup_task is None:
             self._cleanup_task = asyncio.create_task(self._cleanup_loop(), name="nonce-cleanup")
+
+    @property
+    def cleanup_running(self) -> bool:
+        return self._cleanup_task is not None and not self._cleanup_task.done()
 
     async def _cleanup_loop(self) -> None:
         while True:
@@ -119,85 +168,15 @@ class MemoryNonceStore:
                 await task
 
 
-class RedisNonceStore:
-    """A nonce store in Redis (or Valkey), shared by every replica that uses the same URL and prefix."""
-
-    def __init__(
-        self,
-        url: str,
-        ttl: float,
-        key_prefix: str = DEFAULT_KEY_PREFIX,
-        *,
-        socket_timeout: float = _REDIS_SOCKET_TIMEOUT,
-        max_connections: int = _REDIS_MAX_CONNECTIONS,
-    ) -> None:
-        # Imported here: redis is only needed by nodes configured for it.
-        from redis.asyncio import BlockingConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-
-        if ttl <= 0:
-            raise ValueError("ttl must be positive")
-        self.url = url
-        self.ttl_ms = max(1, round(ttl * 1000))
-        self.key_prefix = key_prefix
-        # One retry, on connection errors only: it replaces a pooled connection that died with a
-        # restarted Redis. A timeout is not retried: the SET may have reached Redis, and a retry
-        # would then report the caller's own first attempt as a replay.
-        # A bounded pool: a burst of requests waits (up to socket_timeout) for one of
-        # max_connections connections instead of opening one connection per request.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        )
-        self._redis: Redis = Redis.from_pool(pool)
-
-    def key(self, address: str, nonce: str) -> str:
-        return f"{self.key_prefix}{address.lower()}:{nonce}"
-
-    async def claim(self, address: str, nonce: str) -> bool:
-        from redis.exceptions import RedisError
-
-        try:
-            result = await self._redis.set(self.key(address, nonce), b"1", nx=True, px=self.ttl_ms)
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise NonceStoreError(f"Redis at {self._safe_url()} did not answer: {exc}") from exc
-        return bool(result)
-
-    async def ping(self) -> None:
-        """Raise NonceStoreError unless Redis answers now."""
-        from redis.exceptions import RedisError
-
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError, TimeoutError) as exc:
-            raise NonceStoreError(f"Redis at {self._safe_url()} did not answer: {exc}") from exc
-
-    async def start(self) -> None:
-        """Check Redis once and say so; a node still starts (and answers 503) while Redis is down."""
-        try:
-            await self.ping()
-        except NonceStoreError as exc:
-            get_logger("fxn.nonces").warning("nonce_store_unavailable", error=str(exc))
-
-    async def close(self) -> None:
-        await self._redis.aclose()
-
-    def _safe_url(self) -> str:
-        """The URL without a password, for messages and logs."""
-        scheme, sep, rest = self.url.partition("://")
-        if "@" in rest:
-            rest = "***@" + rest.rsplit("@", 1)[1]
-        return f"{scheme}{sep}{rest}"
-
-
 def create_nonce_store(settings: NonceCacheSettings) -> MemoryNonceStore | RedisNonceStore:
     """The store ``nonceCache`` asks for; call ``start()`` on it, and ``close()`` at shutdown."""
     if settings.backend == "redis":
-        return RedisNonceStore(settings.redis_url, settings.ttl)
-    return MemoryNonceStore(settings.ttl, settings.max_entries, cleanup_interval=settings.cleanup_interval)
+        from function_node.node.nonces_redis import RedisNonceStore
+
+        return RedisNonceStore(settings.redis_url, settings.ttl, max_per_caller=per_caller_limit(settings))
+    return MemoryNonceStore(
+        settings.ttl,
+        settings.max_entries,
+        cleanup_interval=settings.cleanup_interval,
+        max_per_caller=per_caller_limit(settings),
+    )

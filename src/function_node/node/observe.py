@@ -23,6 +23,7 @@ from function_node.metrics import NodeMetrics
 from function_node.node.answers import error_answer
 from function_node.node.auth import REASON_KEY
 from function_node.node.caller import caller_of
+from function_node.node.stream import STREAM_OUTCOME, StreamOutcome
 
 __all__ = ["REQUEST_ID", "install_request_id", "observe_middleware"]
 
@@ -79,7 +80,9 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
             try:
                 response = await handler(request)
             except asyncio.CancelledError:
-                status = _CLIENT_CLOSED
+                # The client left. After a complete stream that is a normal end (it got everything).
+                complete = request.get(STREAM_OUTCOME) is StreamOutcome.COMPLETE
+                status = 200 if complete else _CLIENT_CLOSED
                 raise
             except Exception as exc:  # unauthenticated routes; the auth middleware answers its own
                 answer = error_answer(exc)
@@ -88,6 +91,8 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
                     log.exception("unhandled error", error_type=type(exc).__name__)
                 response = answer.response
             status = response.status
+            if request.get(STREAM_OUTCOME) is StreamOutcome.CLIENT_GONE:
+                status = _CLIENT_CLOSED  # the stream's headers said 200; the client left before the end
             return response
         finally:
             elapsed = time.perf_counter() - started

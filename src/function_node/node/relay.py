@@ -27,7 +27,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from function_node.errors import UpstreamError
 from function_node.metrics import NodeMetrics
-from function_node.node.backends import Backend, BackendPool
+from function_node.node.backends import Backend, BackendPool, describe_failure
 from function_node.node.stream import relay_stream
 from function_node.protocol import is_fxn_header
 
@@ -197,12 +197,12 @@ async def _exchange(
             timeout=timeout,
         )
     except aiohttp.ConnectionTimeoutError as exc:
-        raise _UnreachableError("connect_timeout", f"connect timed out: {exc}", unhealthy=True) from exc
+        raise _UnreachableError("connect_timeout", "connect timed out", unhealthy=True) from exc
     except aiohttp.SocketTimeoutError as exc:
         backend.error(metrics, "first_byte_timeout")
         raise _timeout_error(pool.name, "first_byte_timeout", timeout.sock_read) from exc
     except aiohttp.ClientConnectorError as exc:
-        raise _UnreachableError("connect", f"connection failed: {exc.os_error}", unhealthy=True) from exc
+        raise _UnreachableError("connect", describe_failure(exc), unhealthy=True) from exc
     except aiohttp.ServerDisconnectedError as exc:
         # Often a kept-alive connection the backend had just closed: retry elsewhere, stay healthy.
         raise _UnreachableError(

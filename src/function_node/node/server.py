@@ -33,6 +33,7 @@ from function_node.signing import LocalSigner
 __all__ = ["reload_backends", "run_node", "serve", "tune_gc"]
 
 _BACKLOG: Final = 2048
+_READY_POLL_S: Final = 0.5
 _SUPERVISOR_POLL_S: Final = 0.2
 # The cyclic GC's first-generation threshold while serving (CPython's default is 700). Each request in
 # flight holds a few hundred tracked objects, so with 64 requests in flight the default ran a young
@@ -104,6 +105,7 @@ async def serve(
     metrics = NodeMetrics()
     app = create_app(settings, backends, signer, home, metrics=metrics)
     runners: list[web.AppRunner] = []
+    runners_tasks: set[asyncio.Task[None]] = set()
     runner = web.AppRunner(
         app,
         access_log=None,  # the observe middleware writes one line per request
@@ -126,6 +128,9 @@ async def serve(
         log.info(
             "listening", url=f"http://{host}:{port}", metrics=settings.metrics.listen_address or "/metrics"
         )
+        watcher = asyncio.create_task(announce_ready(app), name="announce-ready")
+        runners_tasks.add(watcher)
+        watcher.add_done_callback(runners_tasks.discard)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -134,9 +139,45 @@ async def serve(
         await stop.wait()
         log.info("stopping: draining in-flight requests", drain_timeout_s=settings.node.drain_timeout)
     finally:
+        for task in runners_tasks:
+            task.cancel()
         for r in reversed(runners):
             await r.cleanup()
     log.info("stopped")
+
+
+async def announce_ready(app: web.Application, poll: float = _READY_POLL_S) -> None:
+    """Log ``node ready`` once, when the node really serves (listening, registries loaded and fresh,
+    the nonce store answering, a backend healthy); until then, say once what it is waiting for."""
+    from function_node.node.health import readiness
+
+    log = get_logger("fxn.node")
+    waiting_logged = False
+    while True:
+        ready, state = await readiness(app)
+        if ready:
+            log.info(
+                "node ready",
+                models=sorted({str(b["model"]) for b in state["backends"]}),
+                registries=[r["name"] for r in state["registries"]],
+                nonce_store=state["nonceStore"]["backend"],
+            )
+            return
+        if not waiting_logged:
+            log.warning("node not ready yet", waiting_for=_not_ready_reasons(state))
+            waiting_logged = True
+        await asyncio.sleep(poll)
+
+
+def _not_ready_reasons(state: dict[str, Any]) -> list[str]:
+    reasons = [
+        f"registry {r['name']} ({r['error'] or 'not loaded'})" for r in state["registries"] if not r["usable"]
+    ]
+    if not state["nonceStore"]["ok"]:
+        reasons.append(f"the nonce store ({state['nonceStore']['error']})")
+    if not any(b["healthy"] for b in state["backends"]):
+        reasons.append("a healthy backend" if state["backends"] else "a model in backend.yaml")
+    return reasons
 
 
 def run_node(settings: Settings, backends: BackendConfig, signer: LocalSigner, home: Path) -> int:

@@ -4,12 +4,14 @@ The bytes are relayed exactly as they arrive (no re-chunking, no re-encoding). A
 the node writes one SSE comment, ``: fxn-signature 0x…``, whose signature covers every byte relayed
 before it (SPEC §5); SSE clients ignore comment lines. How a stream ends:
 
-* the backend finished it: its bytes (``data: [DONE]`` included), then the signature line;
+* the backend finished it: its bytes up to ``data: [DONE]``, then the signature line, at once (the node
+  does not wait for the backend to close its answer);
 * the backend broke it (a transport error, a timeout) or sent a 200 with no event at all: the node's
   own SSE error event (after closing a half-written event), then the signature line;
 * the client left: nothing more is written and the upstream answer is closed at once (the caller's
   ``finally``), which the backend sees as the request being cancelled. A client that leaves after the
-  backend finished (the openai SDK hangs up right after ``[DONE]``) got everything: a normal end.
+  backend finished (the openai SDK hangs up right after ``[DONE]``) got everything: a normal end, logged
+  and counted with the stream's status, not as 499.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ __all__ = ["STREAM_OUTCOME", "StreamOutcome", "relay_stream", "stream_error_even
 
 _EVENT_END: Final = b"\n\n"
 _DATA_FIELD: Final = b"data:"
+_DONE_EVENT: Final = b"data: [DONE]\n\n"
+_TAIL_KEPT: Final = 64  # enough of the relayed bytes to see the [DONE] event across chunk boundaries
 
 
 class StreamOutcome(enum.Enum):
@@ -71,7 +75,11 @@ async def relay_stream(
             if signature is not None:
                 signature.update(chunk)
             saw_data = saw_data or _DATA_FIELD in chunk
-            last = chunk
+            last = (last + chunk)[-_TAIL_KEPT:]
+            if last.endswith(_DONE_EVENT):
+                # The stream is complete: end it now rather than wait for the backend to close its
+                # answer (the openai SDK hangs up right after [DONE]; that is a normal end).
+                break
             try:
                 chunk = await content.readany()
             except aiohttp.SocketTimeoutError:

@@ -4,18 +4,24 @@ Concurrency: one computation runs at a time (a single-worker executor: the GEMM 
 or the whole GPU, so running two at once only slows both). Up to ``maxPendingProofs`` jobs may be queued
 or hold a commitment; past that the node answers 429 ``too_many_pending_proofs`` and the scheduler
 retries after ``proofTtl``. Explicit multiplications count against the same bound.
+
+With the Redis nonce store, every commitment is also published to Redis (:mod:`.shared_store`), and
+round two is answered from there, so it may reach any worker or replica; a commitment still answers
+one proof request in all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from function_node.challenges.base import ChallengeContext
 from function_node.challenges.matmul.commitment import (
+    Commitment,
     CommitmentStore,
     MerkleTree,
     StoreFullError,
@@ -26,6 +32,7 @@ from function_node.errors import ChallengeError
 
 if TYPE_CHECKING:
     from function_node.challenges.matmul.compute import MatmulBackend, NumpyBackend
+    from function_node.challenges.matmul.shared_store import RedisCommitments
 
 # The numpy modules (compute, explicit, generate, verify) are imported where a challenge first needs
 # them, not here: the node builds this service at start and numpy's ~10 MB would otherwise be in
@@ -36,6 +43,7 @@ __all__ = ["MatmulService", "MatrixMultiplicationChallenge", "MatrixProofChallen
 DTYPES: Final = ("int8",)
 BACKENDS: Final = ("auto", "cpu", "gpu")
 _BUSY_STATUS: Final = 429
+_UNAVAILABLE_STATUS: Final = 503
 
 
 @dataclass(slots=True)
@@ -44,6 +52,7 @@ class MatmulService:
 
     limits: MatmulSettings
     cpu_threads: int = 2
+    shared: RedisCommitments | None = None
     store: CommitmentStore = field(init=False)
     _worker: ThreadPoolExecutor = field(init=False)
     _blocks: ThreadPoolExecutor = field(init=False)
@@ -144,7 +153,10 @@ class MatmulService:
             except BaseException:
                 self.store.release()
                 raise
-            commitment_id = self.store.put(seed.hex, size, result.digests.tolist(), tree)
+            digests = result.digests.tolist()
+            commitment_id = self.store.put(seed.hex, size, digests, tree)
+            if self.shared is not None:
+                await self._publish(commitment_id, size, digests)
         finally:
             self._jobs -= 1
         flops = 2 * size**3
@@ -199,58 +211,105 @@ class MatmulService:
             "prover": ctx.signer.address,
         }
 
-    def prove(self, payload: Any) -> dict[str, Any]:
-        from function_node.challenges.matmul.verify import MAX_PROOF_ROWS
+    async def _publish(self, commitment_id: str, size: int, digests: list[int]) -> None:
+        from function_node.challenges.matmul.shared_store import SharedStoreError
 
-        if not isinstance(payload, dict):
-            raise ChallengeError('payload must be {"commitmentId", "rows"}', code="invalid_proof_request")
-        commitment_id, rows = payload.get("commitmentId"), payload.get("rows")
-        if not isinstance(commitment_id, str) or not commitment_id:
-            raise ChallengeError("commitmentId must be a non-empty string", code="invalid_proof_request")
-        if not isinstance(rows, list) or not rows:
-            raise ChallengeError("rows must be a non-empty list of row numbers", code="invalid_rows")
-        if len(rows) > MAX_PROOF_ROWS:
-            raise ChallengeError(
-                f"at most {MAX_PROOF_ROWS} rows per proof, got {len(rows)}", code="too_many_rows"
-            )
-        if any(isinstance(r, bool) or not isinstance(r, int) for r in rows):
-            raise ChallengeError("rows must be integers", code="invalid_rows")
+        assert self.shared is not None
         try:
-            commitment = self.store.peek(commitment_id)
+            await self.shared.publish(commitment_id, size, digests)
+        except SharedStoreError as exc:
+            self.store.take(commitment_id)  # round two could not be answered everywhere: no commitment
+            raise ChallengeError(
+                str(exc), status=_UNAVAILABLE_STATUS, code="commitment_store_unavailable"
+            ) from exc
+
+    async def prove(self, payload: Any) -> dict[str, Any]:
+        commitment_id, rows = _proof_request(payload)
+        if self.shared is None:
+            commitment = self._peek_local(commitment_id)
+            _check_rows(rows, commitment.size)
+            commitment = self.store.take(commitment_id)
+            return _proof_answer(commitment_id, rows, commitment.digests, commitment.tree)
+        return await self._prove_shared(commitment_id, rows)
+
+    async def _prove_shared(self, commitment_id: str, rows: list[int]) -> dict[str, Any]:
+        from function_node.challenges.matmul.shared_store import SharedStoreError
+
+        assert self.shared is not None
+        try:
+            found = await self.shared.peek(commitment_id)
+            if not isinstance(found, str):
+                _check_rows(rows, found.size)
+                found = await self.shared.take(commitment_id)  # of concurrent takes, one wins
+        except SharedStoreError as exc:
+            raise ChallengeError(
+                str(exc), status=_UNAVAILABLE_STATUS, code="commitment_store_unavailable"
+            ) from exc
+        if isinstance(found, str):
+            raise self._unknown(commitment_id, self.store.reason_gone(commitment_id) or found)
+        local = self.store.discard(commitment_id)  # this process's copy, if round one came here
+        tree = local.tree if local is not None else await self._run(MerkleTree.build, list(found.digests))
+        return _proof_answer(commitment_id, rows, found.digests, tree)
+
+    def _peek_local(self, commitment_id: str) -> Commitment:
+        try:
+            return self.store.peek(commitment_id)
         except UnknownCommitmentError as exc:
-            raise ChallengeError(
-                f"commitmentId {commitment_id!r} is {exc.reason}"
-                + (
-                    ""
-                    if exc.reason == "unknown"
-                    else "; each commitment answers one proof request"
-                    if exc.reason == "used"
-                    else f"; proofs are kept for {self.limits.proof_ttl:g}s"
-                ),
-                code=f"commitment_{exc.reason}",
-            ) from None
-        bad = [r for r in rows if not 0 <= r < commitment.size]
-        if bad:
-            raise ChallengeError(
-                f"rows {bad} are out of range 0..{commitment.size - 1}", code="row_out_of_range"
-            )
-        commitment = self.store.take(commitment_id)
-        return {
-            "commitmentId": commitment_id,
-            "proofs": [
-                {
-                    "row": r,
-                    "digest": str(commitment.digests[r]),
-                    "siblings": ["0x" + s.hex() for s in commitment.tree.siblings(r)],
-                }
-                for r in rows
-            ],
-        }
+            raise self._unknown(commitment_id, exc.reason) from None
+
+    def _unknown(self, commitment_id: str, reason: str) -> ChallengeError:
+        hint = {
+            "used": "; each commitment answers one proof request",
+            "expired": f"; proofs are kept for {self.limits.proof_ttl:g}s",
+        }.get(reason, "")
+        return ChallengeError(
+            f"commitmentId {commitment_id!r} is {reason}{hint}", code=f"commitment_{reason}"
+        )
 
     async def close(self) -> None:
         self.store.clear()
         self._worker.shutdown(wait=False, cancel_futures=True)
         self._blocks.shutdown(wait=False, cancel_futures=True)
+        if self.shared is not None:
+            await self.shared.close()
+            self.shared = None
+
+
+def _proof_request(payload: Any) -> tuple[str, list[int]]:
+    from function_node.challenges.matmul.verify import MAX_PROOF_ROWS
+
+    if not isinstance(payload, dict):
+        raise ChallengeError('payload must be {"commitmentId", "rows"}', code="invalid_proof_request")
+    commitment_id, rows = payload.get("commitmentId"), payload.get("rows")
+    if not isinstance(commitment_id, str) or not commitment_id:
+        raise ChallengeError("commitmentId must be a non-empty string", code="invalid_proof_request")
+    if not isinstance(rows, list) or not rows:
+        raise ChallengeError("rows must be a non-empty list of row numbers", code="invalid_rows")
+    if len(rows) > MAX_PROOF_ROWS:
+        raise ChallengeError(
+            f"at most {MAX_PROOF_ROWS} rows per proof, got {len(rows)}", code="too_many_rows"
+        )
+    if any(isinstance(r, bool) or not isinstance(r, int) for r in rows):
+        raise ChallengeError("rows must be integers", code="invalid_rows")
+    return commitment_id, rows
+
+
+def _check_rows(rows: list[int], size: int) -> None:
+    bad = [r for r in rows if not 0 <= r < size]
+    if bad:
+        raise ChallengeError(f"rows {bad} are out of range 0..{size - 1}", code="row_out_of_range")
+
+
+def _proof_answer(
+    commitment_id: str, rows: list[int], digests: Sequence[int], tree: MerkleTree
+) -> dict[str, Any]:
+    return {
+        "commitmentId": commitment_id,
+        "proofs": [
+            {"row": r, "digest": str(digests[r]), "siblings": ["0x" + s.hex() for s in tree.siblings(r)]}
+            for r in rows
+        ],
+    }
 
 
 @dataclass(slots=True)
@@ -286,7 +345,7 @@ class MatrixProofChallenge:
     type: ClassVar[str] = "MATRIX_MULTIPLICATION_PROOF"
 
     async def run(self, payload: Any, ctx: ChallengeContext) -> dict[str, Any]:
-        return self.service.prove(payload)
+        return await self.service.prove(payload)
 
     async def close(self) -> None:
         await self.service.close()

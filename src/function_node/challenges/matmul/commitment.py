@@ -235,6 +235,18 @@ class CommitmentStore:
         self._bury(commitment_id, "used")
         return commitment
 
+    def discard(self, commitment_id: str) -> Commitment | None:
+        """Remove the commitment if this store holds it (answered from elsewhere); None if not."""
+        commitment = self._pending.pop(commitment_id, None)
+        if commitment is not None:
+            self._bury(commitment_id, "used")
+        return commitment
+
+    def reason_gone(self, commitment_id: str) -> str | None:
+        """Why this store no longer holds the id (``used``, ``expired``), if it ever did."""
+        self._purge()
+        return self._gone.get(commitment_id)
+
     def __len__(self) -> int:
         return len(self._pending)
 
