@@ -213,7 +213,7 @@ def test_fxn_status_reports_registration_and_sync(
         "active provider" in table.stdout and "Registries" in table.stdout and DEV_GATEWAY not in table.stdout
     )
     (row,) = [line for line in table.stdout.splitlines() if fake_backend.url in line]
-    assert [cell.strip() for cell in row.split("│")[1:4]] == ["m", fake_backend.url, "yes"], row
+    assert [cell.strip() for cell in row.split("│")[1:4]] == ["m/0", fake_backend.url, "yes"], row
 
 
 def test_fxn_status_exit_1_when_node_is_down(chain: ChainNet, chain_node: Callable[..., NodeProcess]) -> None:
