@@ -3,7 +3,9 @@
 One :class:`BackendPool` per model of backend.yaml. A request goes to the healthy backend with the
 fewest requests in flight relative to its ``weight``; a backend at its ``maxConcurrency`` is skipped,
 and when every healthy backend is full the node answers 429 with ``Retry-After``. A backend that
-refuses a connection is marked unhealthy at once; its periodic health check brings it back.
+refuses a connection to a real request is marked unhealthy at once; the periodic health check marks it
+unhealthy only after ``healthCheck.unhealthyAfter`` failed probes in a row (a busy server can miss one),
+and one good probe brings it back.
 
 :class:`BackendSet` holds the pools of the backend.yaml in force and swaps them on SIGHUP. Requests
 already running keep the :class:`Backend` objects they acquired, so counts stay right across a swap.
@@ -37,6 +39,7 @@ class Backend:
     __slots__ = (
         "base_url",
         "endpoint",
+        "failed_checks",
         "headers",
         "healthy",
         "in_flight",
@@ -62,6 +65,7 @@ class Backend:
         # Optimistic until the first health check says otherwise, so a node serves at once.
         self.healthy = True
         self.last_error = ""
+        self.failed_checks = 0  # health checks failed in a row, since the last good one
         # Labelled children looked up once: labels() takes a lock and hashes on every call.
         self.ttfb_metric = metrics.upstream_ttfb.labels(model, self.base_url)
         self.latency_metric = metrics.upstream_latency.labels(model, self.base_url)
@@ -147,7 +151,10 @@ class BackendPool:
         self.metrics.backend_healthy.labels(self.name, backend.base_url).set(1 if healthy else 0)
 
     async def check(self, backend: Backend) -> None:
-        """One health check: GET healthCheck.path under the backend's root."""
+        """One health check: GET healthCheck.path under the backend's root.
+
+        A good answer marks the backend healthy; a failure counts, and marks it unhealthy once
+        ``healthCheck.unhealthyAfter`` checks in a row have failed."""
         hc = self.config.health_check
         url = backend.base_url + hc.path
         try:
@@ -155,10 +162,27 @@ class BackendPool:
                 url, headers=backend.headers, timeout=aiohttp.ClientTimeout(total=hc.timeout)
             ) as resp:
                 await resp.read()
-                ok = resp.status in _HEALTHY_STATUS
-                self.mark(backend, ok, "" if ok else f"health check answered {resp.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.mark(backend, False, f"health check failed: {type(exc).__name__}: {exc}")
+                error = "" if resp.status in _HEALTHY_STATUS else f"health check answered {resp.status}"
+        except TimeoutError:
+            error = f"health check failed: no answer within {hc.timeout:g}s (healthCheck.timeout)"
+        except aiohttp.ClientError as exc:
+            error = f"health check failed: {type(exc).__name__}: {exc}"
+        if not error:
+            backend.failed_checks = 0
+            self.mark(backend, True)
+            return
+        backend.failed_checks += 1
+        if backend.failed_checks >= hc.unhealthy_after or not backend.healthy:
+            self.mark(backend, False, error)
+        else:
+            get_logger("fxn.backends").warning(
+                "health check failed",
+                model=self.name,
+                backend=backend.base_url,
+                error=error,
+                failed=backend.failed_checks,
+                unhealthy_after=hc.unhealthy_after,
+            )
 
     async def run_health_checks(self) -> None:
         """Check every backend now and then every ``healthCheck.interval``, until cancelled."""
