@@ -31,7 +31,9 @@ from tests.fixtures.node import NodeProcess, model_doc
 
 ALIAS = "alias"  # a node model whose upstreamModel is the server's own name
 TIER_TIMEOUT_S = 600
-JSON = {"Content-Type": "application/json"}  # the first test of a session waits for vLLM to start under the suite's load
+JSON = {
+    "Content-Type": "application/json"
+}  # the first test of a session waits for vLLM to start under the suite's load
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
