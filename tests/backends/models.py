@@ -110,7 +110,9 @@ def _weights(shape: TinyShape, vocab: int, special_ids: list[int], seed: int) ->
     def linear(out_features: int, in_features: int) -> np.ndarray:
         # 1/sqrt(fan_in) keeps activations from vanishing through the layers, so the logits differ
         # clearly and greedy decoding does not hinge on rounding.
-        return (rng.standard_normal((out_features, in_features)) / np.sqrt(in_features)).astype(np.float32)
+        scale = 1.0 / float(np.sqrt(in_features))
+        weights: np.ndarray = rng.standard_normal((out_features, in_features)).astype(np.float32) * scale
+        return weights
 
     h, kv = shape.hidden, shape.kv_heads * shape.head_dim
     tensors: dict[str, np.ndarray] = {
