@@ -41,7 +41,10 @@ BACKENDS_PYTHON: Final = BACKENDS_VENV / "bin" / "python"
 STAMPS: Final = REPO / ".stamps"
 VLLM_MODEL: Final = "tiny-vllm"  # the name each server answers with, so a test sees which one answered
 LLAMA_MODEL: Final = "tiny-gguf"
-CONTEXT: Final = 256  # tokens; the model's own limit, given to both servers
+CONTEXT: Final = 256  # tokens: the model's own limit, vLLM's --max-model-len
+# llama.cpp generates ~8,000 tokens/s here: 256 of them end before a client's hang-up reaches it, so it
+# gets a longer context (past the model's own, which llama.cpp allows with a warning) to abort within.
+LLAMA_CONTEXT: Final = 2048
 _VLLM_START_S: Final = 420.0  # ~25 s on a quiet machine, minutes while other suites load both cores
 _LLAMA_START_S: Final = 60.0
 _MODELS_S: Final = 180.0
@@ -91,6 +94,7 @@ class ModelServer:
     model: str
     port: int
     process: ManagedProcess
+    context: int
 
     @property
     def url(self) -> str:
@@ -158,12 +162,12 @@ def start_vllm(models: ModelFiles, log_dir: Path) -> ModelServer:
     env = _environment(VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", HF_HUB_OFFLINE="1")
     process = ManagedProcess("vllm", argv, log_dir / "vllm.log", env=env, cwd=log_dir).start()
     _wait_ready(process, f"http://127.0.0.1:{port}/health", _VLLM_START_S)
-    return ModelServer("vllm", VLLM_MODEL, port, process)
+    return ModelServer("vllm", VLLM_MODEL, port, process, CONTEXT)
 
 
 def start_llama(models: ModelFiles, log_dir: Path, *, name: str = "llama") -> ModelServer:
-    """``python -m llama_cpp.server`` with ChatML and embeddings on (mean-pooled: the GGUF says so), the
-    model's context of 256 tokens, one thread."""
+    """``python -m llama_cpp.server`` with ChatML and embeddings on (mean-pooled: the GGUF says so), a
+    context of :data:`LLAMA_CONTEXT` tokens, one thread, requests queued rather than interrupted."""
     port = free_port()
     argv = [
         str(BACKENDS_PYTHON),
@@ -176,7 +180,11 @@ def start_llama(models: ModelFiles, log_dir: Path, *, name: str = "llama") -> Mo
         "--chat_format",
         "chatml",
         "--n_ctx",
-        str(CONTEXT),
+        str(LLAMA_CONTEXT),
+        # Its default interrupts the running request when another arrives (cut streams under
+        # concurrency); off, requests queue.
+        "--interrupt_requests",
+        "false",
         "--n_threads",
         "1",
         "--embedding",
@@ -188,7 +196,7 @@ def start_llama(models: ModelFiles, log_dir: Path, *, name: str = "llama") -> Mo
     ]
     process = ManagedProcess(name, argv, log_dir / f"{name}.log", env=_environment(), cwd=log_dir).start()
     _wait_ready(process, f"http://127.0.0.1:{port}/v1/models", _LLAMA_START_S)
-    return ModelServer("llama", LLAMA_MODEL, port, process)
+    return ModelServer("llama", LLAMA_MODEL, port, process, LLAMA_CONTEXT)
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual aid: serve both until Ctrl-C

@@ -14,14 +14,14 @@ from openai import OpenAI
 
 from function_node.client import verify_response_signature
 from tests.backends.conftest import ALIAS, Front
-from tests.backends.servers import CONTEXT
+from tests.backends.servers import LLAMA_CONTEXT
 from tests.backends.wire import events, normalized, split_signature
 
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "which node answers?"}], "temperature": 0}
 COMPLETION: dict[str, Any] = {"prompt": "the function network routes", "temperature": 0}
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
-# Well past the 256-token context with either tokenizer (each word is a token or two).
-LONG_PROMPT = "the network " * CONTEXT
+# Past either server's context (256 tokens for vLLM, 2048 for llama.cpp): two tokens or more a repeat.
+LONG_PROMPT = "the network " * LLAMA_CONTEXT
 
 
 def _body(front: Front, kind: str, model: str | None = None, **extra: Any) -> bytes:
@@ -171,7 +171,7 @@ def _vllm_metric(front: Front, name: str) -> float:
 
 
 def test_client_disconnect_aborts_generation(front: Front, signed: httpx.Client) -> None:
-    max_tokens = CONTEXT - 16
+    max_tokens = front.server.context - 16
     body = _body(front, "completions", stream=True, max_tokens=max_tokens, prompt="the")
     vllm = front.server.kind == "vllm"
     before = _vllm_metric(front, "vllm:generation_tokens_total") if vllm else 0.0
