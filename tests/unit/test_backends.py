@@ -167,6 +167,7 @@ async def test_health_check_needs_consecutive_failures(
     doc["healthCheck"] = {"path": "/v1/models", "interval": "60s", "timeout": "0.2s", "unhealthyAfter": 3}
     pool = _pool(doc, session, metrics)
     (backend,) = pool.backends
+    await pool.check(backend)  # seen healthy once
     fake_backend.stall = 1.0
     await pool.check(backend)
     await pool.check(backend)
@@ -189,14 +190,28 @@ async def test_health_check_needs_consecutive_failures(
 
 
 async def test_health_check_default_is_three_failures(
-    session: aiohttp.ClientSession, metrics: NodeMetrics
+    session: aiohttp.ClientSession, metrics: NodeMetrics, fake_backend: FakeBackend
 ) -> None:
-    pool = _pool(model_doc("m", [f"http://127.0.0.1:{free_port()}"]), session, metrics)
+    doc = model_doc("m", [fake_backend.url])
+    doc["healthCheck"] = {"path": "/v1/models", "interval": "60s", "timeout": "0.2s"}
+    pool = _pool(doc, session, metrics)
     (backend,) = pool.backends
     assert pool.config.health_check.unhealthy_after == 3
     await pool.check(backend)
+    fake_backend.stall = 1.0
+    await pool.check(backend)
     await pool.check(backend)
     assert backend.healthy is True
+    await pool.check(backend)
+    assert backend.healthy is False
+
+
+async def test_a_backend_never_seen_healthy_is_marked_at_its_first_failure(
+    session: aiohttp.ClientSession, metrics: NodeMetrics
+) -> None:
+    # Down at start is not busy: no grace before a first good check.
+    pool = _pool(model_doc("m", [f"http://127.0.0.1:{free_port()}"]), session, metrics)
+    (backend,) = pool.backends
     await pool.check(backend)
     assert backend.healthy is False
     assert backend.last_error.startswith("health check failed: ClientConnectorError")

@@ -48,6 +48,7 @@ class Backend:
         "latency_metric",
         "max_concurrency",
         "model",
+        "seen_healthy",
         "ttfb_metric",
         "weight",
     )
@@ -66,6 +67,7 @@ class Backend:
         self.healthy = True
         self.last_error = ""
         self.failed_checks = 0  # health checks failed in a row, since the last good one
+        self.seen_healthy = False  # a health check has passed at least once
         # Labelled children looked up once: labels() takes a lock and hashes on every call.
         self.ttfb_metric = metrics.upstream_ttfb.labels(model, self.base_url)
         self.latency_metric = metrics.upstream_latency.labels(model, self.base_url)
@@ -154,7 +156,8 @@ class BackendPool:
         """One health check: GET healthCheck.path under the backend's root.
 
         A good answer marks the backend healthy; a failure counts, and marks it unhealthy once
-        ``healthCheck.unhealthyAfter`` checks in a row have failed."""
+        ``healthCheck.unhealthyAfter`` checks in a row have failed. A backend no check has ever seen
+        healthy gets no such grace: its first failure marks it (a server down at start is not busy)."""
         hc = self.config.health_check
         url = backend.base_url + hc.path
         try:
@@ -169,10 +172,11 @@ class BackendPool:
             error = f"health check failed: {type(exc).__name__}: {exc}"
         if not error:
             backend.failed_checks = 0
+            backend.seen_healthy = True
             self.mark(backend, True)
             return
         backend.failed_checks += 1
-        if backend.failed_checks >= hc.unhealthy_after or not backend.healthy:
+        if backend.failed_checks >= hc.unhealthy_after or not backend.healthy or not backend.seen_healthy:
             self.mark(backend, False, error)
         else:
             get_logger("fxn.backends").warning(
