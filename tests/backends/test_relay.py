@@ -144,7 +144,7 @@ def test_prompt_longer_than_the_context(
     relayed, _signature = split_signature(through.content)
     (event,) = events(relayed)
     assert orjson.loads(event.removeprefix(b"data: "))["error"] == {
-        "message": "the backend answered 200 with an empty event stream",
+        "message": "the backend answered with an empty event stream",
         "type": "upstream_error",
         "code": "backend_stream_interrupted",
     }
