@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHELL := /bin/bash
 
-.PHONY: setup test test-fast check format demo bench clean
+.PHONY: setup test test-fast test-backends check format demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -13,6 +13,9 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q tests/unit
+
+test-backends: setup
+	$(PY) -m pytest -q tests/backends
 
 check: setup
 	$(VENV)/bin/ruff format --check src tests bench

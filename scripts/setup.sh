@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the tests and the devnet need, and nothing twice:
-# a virtualenv with the package and its dev extras, the npm packages (anvil, solc),
+# a virtualenv with the package and its dev extras, the npm packages (anvil, solc), the model servers of
+# tests/backends in .venv-backends (scripts/setup-backends.sh),
 # and redis-server from Debian's packages when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,3 +49,7 @@ if ! command -v redis-server >/dev/null 2>&1; then
     exit 1
   fi
 fi
+
+# The real model servers of tests/backends (vLLM CPU, llama.cpp), in their own venv, once. A server that
+# cannot be installed here is recorded, and its tests skip saying why (docs/testing-backends.md).
+bash scripts/setup-backends.sh || echo "setup: the model servers of tests/backends were not installed; their tests will skip" >&2

@@ -79,7 +79,9 @@ async def test_health_check_marks_up_and_down(
     session: aiohttp.ClientSession, metrics: NodeMetrics, fake_backend: FakeBackend
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    pool = _pool(model_doc("m", [fake_backend.url, dead]), session, metrics)
+    doc = model_doc("m", [fake_backend.url, dead])
+    doc["healthCheck"] = {"path": "/v1/models", "interval": "60s", "unhealthyAfter": 1}
+    pool = _pool(doc, session, metrics)
     up, down = pool.backends
     await pool.check(up)
     await pool.check(down)
@@ -93,7 +95,7 @@ async def test_health_check_non_2xx_is_unhealthy(
     session: aiohttp.ClientSession, metrics: NodeMetrics, fake_backend: FakeBackend
 ) -> None:
     doc = model_doc("m", [fake_backend.url])
-    doc["healthCheck"] = {"path": "/no-such-path", "interval": "60s"}
+    doc["healthCheck"] = {"path": "/no-such-path", "interval": "60s", "unhealthyAfter": 1}
     pool = _pool(doc, session, metrics)
     await pool.check(pool.backends[0])
     assert pool.backends[0].healthy is False
@@ -142,3 +144,74 @@ async def test_backend_set_replace_swaps_pools_and_keeps_old_on_error(
         assert list(backends.pools) == ["b"]
     finally:
         await backends.close()
+
+
+async def test_health_check_needs_consecutive_failures(
+    session: aiohttp.ClientSession, metrics: NodeMetrics, fake_backend: FakeBackend
+) -> None:
+    # A busy server misses a probe now and then: only unhealthyAfter failures in a row count.
+    doc = model_doc("m", [fake_backend.url])
+    doc["healthCheck"] = {"path": "/v1/models", "interval": "60s", "timeout": "0.2s", "unhealthyAfter": 3}
+    pool = _pool(doc, session, metrics)
+    (backend,) = pool.backends
+    await pool.check(backend)  # seen healthy once
+    fake_backend.stall = 1.0
+    await pool.check(backend)
+    await pool.check(backend)
+    assert (backend.healthy, backend.failed_checks) == (True, 2)
+    fake_backend.stall = 0.0
+    await pool.check(backend)  # a good probe starts the count again
+    assert (backend.healthy, backend.failed_checks) == (True, 0)
+    fake_backend.stall = 1.0
+    for _ in range(3):
+        await pool.check(backend)
+    assert backend.healthy is False
+    assert backend.last_error == "health check failed: no answer within 0.2s (healthCheck.timeout)"
+    assert (
+        metrics.registry.get_sample_value("fxn_backend_healthy", {"model": "m", "backend": "m/0"})
+        == 0
+    )
+    fake_backend.stall = 0.0
+    await pool.check(backend)
+    assert (backend.healthy, backend.failed_checks) == (True, 0)
+
+
+async def test_health_check_default_is_three_failures(
+    session: aiohttp.ClientSession, metrics: NodeMetrics, fake_backend: FakeBackend
+) -> None:
+    doc = model_doc("m", [fake_backend.url])
+    doc["healthCheck"] = {"path": "/v1/models", "interval": "60s", "timeout": "0.2s"}
+    pool = _pool(doc, session, metrics)
+    (backend,) = pool.backends
+    assert pool.config.health_check.unhealthy_after == 3
+    await pool.check(backend)
+    fake_backend.stall = 1.0
+    await pool.check(backend)
+    await pool.check(backend)
+    assert backend.healthy is True
+    await pool.check(backend)
+    assert backend.healthy is False
+
+
+async def test_a_backend_never_seen_healthy_is_marked_at_its_first_failure(
+    session: aiohttp.ClientSession, metrics: NodeMetrics
+) -> None:
+    # Down at start is not busy: no grace before a first good check.
+    pool = _pool(model_doc("m", [f"http://127.0.0.1:{free_port()}"]), session, metrics)
+    (backend,) = pool.backends
+    await pool.check(backend)
+    assert backend.healthy is False
+    assert backend.last_error == "health check failed: connection failed (Connection refused)"
+
+
+async def test_failed_check_keeps_a_refused_backend_unhealthy(
+    session: aiohttp.ClientSession, metrics: NodeMetrics
+) -> None:
+    # A real request's refused connection marks the backend at once (relay); a failed check
+    # afterwards does not wait for its count to keep it out.
+    pool = _pool(model_doc("m", [f"http://127.0.0.1:{free_port()}"]), session, metrics)
+    (backend,) = pool.backends
+    pool.mark(backend, False, "connect: refused")
+    await pool.check(backend)
+    assert backend.healthy is False
+    assert backend.last_error == "health check failed: connection failed (Connection refused)"

@@ -153,3 +153,33 @@ def test_load_backends_file_any_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_backends_file(path, environ={})
     assert info.value.problems[0].message.startswith("invalid YAML")
+
+
+def test_health_check_unhealthy_after(fxn_home: Path) -> None:
+    _write(
+        fxn_home,
+        """
+        models:
+          - name: "m"
+            backends: [{ url: "http://127.0.0.1:8000" }]
+            healthCheck: { timeout: "10s", unhealthyAfter: 5 }
+          - name: "default"
+            backends: [{ url: "http://127.0.0.1:8001" }]
+        """,
+    )
+    config = load_backends(fxn_home, environ={})
+    models = {m.name: m.health_check for m in config.models}
+    assert (models["m"].timeout, models["m"].unhealthy_after) == (10.0, 5)
+    assert (models["default"].timeout, models["default"].unhealthy_after) == (5.0, 3)
+    _write(
+        fxn_home,
+        """
+        models:
+          - name: "m"
+            backends: [{ url: "http://127.0.0.1:8000" }]
+            healthCheck: { unhealthyAfter: 0 }
+        """,
+    )
+    assert [(p.line, p.message) for p in _problems(fxn_home)] == [
+        (4, "models.0.healthCheck.unhealthyAfter: Input should be greater than or equal to 1")
+    ]

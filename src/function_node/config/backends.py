@@ -29,6 +29,10 @@ class HealthCheck(ConfigModel):
     path: str = "/v1/models"
     interval: Duration = Field(default=15.0, gt=0)
     timeout: Duration = Field(default=5.0, gt=0)
+    # A busy backend can stall one probe (vLLM generating on every core held a process still for 6-9 s
+    # here): only this many failed probes in a row mark it unhealthy. A refused connection on a real
+    # request still marks it at once (node/relay.py).
+    unhealthy_after: int = Field(default=3, ge=1)
     enabled: bool = True
 
     @field_validator("path")

@@ -3,7 +3,9 @@
 One :class:`BackendPool` per model of backend.yaml. A request goes to the healthy backend with the
 fewest requests in flight relative to its ``weight``; a backend at its ``maxConcurrency`` is skipped,
 and when every healthy backend is full the node answers 429 with ``Retry-After``. A backend that
-refuses a connection is marked unhealthy at once; its periodic health check brings it back.
+refuses a connection to a real request is marked unhealthy at once; the periodic health check marks it
+unhealthy only after ``healthCheck.unhealthyAfter`` failed probes in a row (a busy server can miss one),
+and one good probe brings it back.
 
 :class:`BackendSet` holds the pools of the backend.yaml in force and swaps them on SIGHUP. Requests
 already running keep the :class:`Backend` objects they acquired, so counts stay right across a swap.
@@ -54,6 +56,7 @@ class Backend:
     __slots__ = (
         "base_url",
         "endpoint",
+        "failed_checks",
         "headers",
         "healthy",
         "in_flight",
@@ -63,6 +66,7 @@ class Backend:
         "max_concurrency",
         "model",
         "name",
+        "seen_healthy",
         "ttfb_metric",
         "weight",
     )
@@ -75,6 +79,8 @@ class Backend:
         # Optimistic until the first health check says otherwise, so a node serves at once.
         self.healthy = True
         self.last_error = ""
+        self.failed_checks = 0  # health checks failed in a row, since the last good one
+        self.seen_healthy = False  # a health check has passed at least once
         self.configure(index, endpoint, headers, metrics)
 
     def configure(
@@ -197,6 +203,9 @@ class BackendPool:
     async def check(self, backend: Backend) -> None:
         """One health check: GET healthCheck.path under the backend's root.
 
+        A good answer marks the backend healthy; a failure counts, and marks it unhealthy once
+        ``healthCheck.unhealthyAfter`` checks in a row have failed. A backend no check has ever seen
+        healthy gets no such grace: its first failure marks it (a server down at start is not busy).
         Redirects are never followed: the check sends the backend's credentials, which must not reach
         whatever host a redirect names (SPEC §6).
         """
@@ -210,10 +219,28 @@ class BackendPool:
                 allow_redirects=False,
             ) as resp:
                 await resp.read()
-                ok = resp.status in _HEALTHY_STATUS
-                self.mark(backend, ok, "" if ok else f"health check answered {resp.status}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            self.mark(backend, False, f"health check failed: {describe_failure(exc)}")
+                error = "" if resp.status in _HEALTHY_STATUS else f"health check answered {resp.status}"
+        except TimeoutError:
+            error = f"health check failed: no answer within {hc.timeout:g}s (healthCheck.timeout)"
+        except aiohttp.ClientError as exc:
+            error = f"health check failed: {describe_failure(exc)}"
+        if not error:
+            backend.failed_checks = 0
+            backend.seen_healthy = True
+            self.mark(backend, True)
+            return
+        backend.failed_checks += 1
+        if backend.failed_checks >= hc.unhealthy_after or not backend.healthy or not backend.seen_healthy:
+            self.mark(backend, False, error)
+        else:
+            get_logger("fxn.backends").warning(
+                "health check failed",
+                model=self.name,
+                backend=backend.name,
+                error=error,
+                failed=backend.failed_checks,
+                unhealthy_after=hc.unhealthy_after,
+            )
 
     async def run_health_checks(self) -> None:
         """Check every backend now and then every ``healthCheck.interval``, until cancelled."""
