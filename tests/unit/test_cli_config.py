@@ -27,7 +27,7 @@ def test_init_creates_home_with_keystore(fxn_cli: FxnCli, fxn_env: Path) -> None
         "next: edit backend.yaml, then run `fxn config check`",
     ]
     assert stat.S_IMODE(fxn_env.stat().st_mode) == 0o700
-    assert fxn_cli("config", "check").code == 0
+    assert fxn_cli("config", "check", env=PW).code == 0
 
 
 def test_init_plaintext_and_rerun_keeps_files(fxn_cli: FxnCli, fxn_env: Path) -> None:
@@ -66,7 +66,8 @@ def test_check_ok(fxn_cli: FxnCli, fxn_env: Path) -> None:
     result = fxn_cli("config", "check")
     assert result.code == 0
     assert result.stdout == (
-        f"config OK: {fxn_env / 'config.yaml'}, {fxn_env / 'backend.yaml'} (1 models, 1 backends)\n"
+        f"config OK: {fxn_env / 'config.yaml'}, {fxn_env / 'backend.yaml'} (1 models, 1 backends), "
+        f"key {fxn_env / 'nodekey.json'}\n"
     )
 
 
@@ -92,7 +93,20 @@ def test_check_reports_every_problem_of_both_files(fxn_cli: FxnCli, fxn_env: Pat
     assert result.stderr.splitlines()[-1] == "2 problem(s) found"
 
 
+def test_check_on_a_home_that_is_not_one(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    result = fxn_cli("config", "check")
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"{fxn_env}: is not a node home (no config.yaml, no key file) (run `fxn --home {fxn_env} init` to "
+        "create it, or `fxn start --init`; if the node's home is elsewhere, pass --home DIR or set FXN_HOME)",
+        "1 problem(s) found",
+    ]
+
+
 def test_check_missing_files(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    (fxn_env / "config.yaml").unlink()
+    (fxn_env / "backend.yaml").unlink()
     result = fxn_cli("config", "check")
     assert result.code == 2
     assert result.stderr.splitlines() == [

@@ -94,10 +94,11 @@ async def _registration(settings: Settings, address: str, model_ids: list[str] |
     router = settings.registry.router_smart_contract_address
     if not router or not settings.rpc_provider:
         return {"configured": False}
-    from function_node.chain.client import ChainClient, redact_url
+    from function_node.chain.client import ChainClient
     from function_node.chain.contracts import NetworkReader
     from function_node.errors import ChainError
     from function_node.node.registration import lookup_registration
+    from function_node.redact import redact_url
 
     out: dict[str, Any] = {
         "configured": True,
