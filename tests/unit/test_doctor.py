@@ -12,8 +12,8 @@ import pytest
 from function_node.devnet.anvil import AnvilProcess
 from function_node.devnet.process import free_port
 from function_node.doctor import ALL_CHECKS, DoctorContext, Finding, Status, exit_code, run_checks
-from function_node.doctor.local import check_config, check_key, check_matrix
 from function_node.doctor.backends import check_backends
+from function_node.doctor.local import check_config, check_key, check_matrix
 from function_node.doctor.remote import check_clock, check_rpc
 from function_node.keys import write_plaintext
 from function_node.signing import LocalSigner

@@ -94,8 +94,8 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
     """``args`` with ``--home DIR`` / ``--debug`` moved before the command, wherever they were given.
 
     click only knows a group's options before the subcommand's name; operators write ``fxn start
-    --home DIR`` as often as ``fxn --home DIR start`` (SPEC §2). Nothing after ``--`` is moved, and a
-    ``--home`` missing its value is left where it is for click to report.
+    --home DIR`` as often as ``fxn --home DIR start`` (SPEC §2). Nothing after ``--`` is moved; a
+    ``--home`` with no value after it is a ValueError (click would take the command for its value).
     """
     hoisted: list[str] = []
     rest: list[str] = []
@@ -116,7 +116,7 @@ def hoist_global_options(args: Sequence[str]) -> list[str]:
             hoisted.extend(items[i : i + 2])
             i += 1
         else:
-            rest.append(arg)
+            raise ValueError(f"{name} needs a value, e.g. {name} ~/.fxn")
         i += 1
     return hoisted + rest
 
@@ -125,7 +125,11 @@ def run() -> None:
     """Console-script entry: one sentence per error, exit 2 for configuration, 1 for runtime failures."""
     from function_node.errors import ConfigError, FxnError
 
-    args = hoist_global_options(sys.argv[1:])
+    try:
+        args = hoist_global_options(sys.argv[1:])
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     debug = "--debug" in args[: args.index("--") if "--" in args else len(args)]
     try:
         app(args=args, prog_name="fxn")
