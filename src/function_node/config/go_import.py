@@ -115,13 +115,20 @@ def _load(path: Path) -> Any:
 
 def _convert_config(go: dict[str, Any], path: Path, notes: list[str]) -> dict[str, Any]:
     """The Go config.yaml without the keys this node does not know, and with its rules applied."""
-    from function_node.config.durations import parse_duration
+    from function_node.config.durations import format_duration, parse_duration
 
     doc = _known_keys(go, path.name, notes)
     registry = go.get("registry")
     if isinstance(registry, dict) and "bypass_auth" in registry:
         doc.setdefault("registry", {})["bypassAuth"] = registry["bypass_auth"]
         notes.append(f"{path.name}: registry.bypass_auth is registry.bypassAuth here")
+    node = doc.get("node")
+    if isinstance(node, dict) and "listenAddress" not in node:
+        # The Go node listened on ":<port>", every interface; this node's default is loopback only.
+        node["listenAddress"] = "0.0.0.0"
+        notes.append(
+            f"{path.name}: no node.listenAddress: the Go node listened on every interface, so 0.0.0.0 is kept"
+        )
     logger = doc.get("logger")
     if isinstance(logger, dict) and str(logger.get("verbosity", "")).lower() in _ZAP_ONLY_LEVELS:
         notes.append(f"{path.name}: logger.verbosity {logger['verbosity']} is error here")
@@ -135,7 +142,7 @@ def _convert_config(go: dict[str, Any], path: Path, notes: list[str]) -> dict[st
         except ValueError:
             return doc  # the check after writing names the bad duration
         if ttl < 2 * skew:
-            raised = f"{round(2 * skew)}s"
+            raised = format_duration(2 * skew)
             notes.append(
                 f"{path.name}: nonceCache.ttl {nonce['ttl']} raised to {raised}: this node needs at least "
                 "2 × auth.maxClockSkew, or a replay could arrive after its nonce expired"
