@@ -41,10 +41,12 @@ def _assert_signed(front: Front, resp: httpx.Response) -> None:
     assert resp.headers["X-Fxn-Node"] == front.node.signer.address
     assert verify_response_signature(
         front.node.signer.address,
-        resp.request.content,
-        resp.request.headers["X-Nonce"],
-        resp.content,
-        resp.headers["X-Fxn-Response-Signature"],
+        caller_address=resp.request.headers["X-Address"],
+        request_body=resp.request.content,
+        nonce=resp.request.headers["X-Nonce"],
+        status=resp.status_code,
+        body=resp.content,
+        signature=resp.headers["X-Fxn-Response-Signature"],
     )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from function_node.chain.client import ChainClient, redact_url
+from function_node.chain.client import ChainClient
 from function_node.config.settings import Settings
 from function_node.devnet.anvil import AnvilProcess
 from function_node.devnet.deploy import DEV_GATEWAY, DEV_PROVIDER, DEV_SCHEDULER, ProviderSpec
@@ -264,13 +264,6 @@ async def test_chain_registry_recovers_when_rpc_comes_back(
             assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
     finally:
         await regs.close()
-
-
-def test_redact_url_hides_keys() -> None:
-    assert redact_url("https://user:pw@mainnet.infura.io/v3/0123456789abcdef0123?x=1") == (
-        "https://mainnet.infura.io/v3/***"
-    )
-    assert redact_url("http://127.0.0.1:8545") == "http://127.0.0.1:8545"
 
 
 async def test_websocket_rpc_url(chain: ChainNet) -> None:

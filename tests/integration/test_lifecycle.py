@@ -1,9 +1,9 @@
-"""``fxn start`` as a process: SIGHUP reloads, SIGTERM drains, /ready, an empty home, workers."""
+"""``fxn start`` as a process: SIGHUP reloads, SIGTERM drains, /ready, workers (the checks before it
+serves: test_start_checks.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -13,11 +13,11 @@ import orjson
 import pytest
 
 from function_node.client import FxnAuth, FxnSigner
-from function_node.devnet.process import ManagedProcess, free_port
+from function_node.devnet.process import free_port
 from function_node.devnet.redis_server import RedisServer
 from function_node.signing import LocalSigner
 from tests.fixtures.backend import SLOW_STREAM, FakeBackend
-from tests.fixtures.node import FXN, NodeProcess, model_doc
+from tests.fixtures.node import NodeProcess, model_doc
 from tests.fixtures.signed import sse_events
 
 pytestmark = pytest.mark.integration
@@ -102,26 +102,6 @@ def test_ready_is_503_without_a_healthy_backend(
         resp = http.post(node.url + "/v1/chat/completions", content=_chat("dev"))
     assert resp.status_code == 503
     assert resp.json()["error"]["code"] == "no_healthy_backend"
-
-
-def test_start_on_an_empty_home_creates_it(tmp_path: Path) -> None:
-    home = tmp_path / "empty-home"
-    port = free_port()
-    env = {**os.environ, "FXN_KEY_PASSWORD": "test-password", "FXN_KEYSTORE_SCRYPT_N": "1024"}
-    with ManagedProcess(
-        "node",
-        [FXN, "--home", str(home), "start", "--port", str(port)],
-        tmp_path / "n.log",
-        env=env,
-        port=port,
-    ) as proc:
-        assert httpx.get(f"http://127.0.0.1:{port}/health").json()["status"] == "ok"
-        code = proc.stop()
-    assert code == 0
-    out = proc.log_path.read_text()
-    for name in ("config.yaml", "backend.yaml", "nodekey.json"):
-        assert f"created {home / name}" in out
-        assert (home / name).exists()
 
 
 def test_workers_without_redis_is_refused(

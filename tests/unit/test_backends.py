@@ -167,10 +167,7 @@ async def test_health_check_needs_consecutive_failures(
         await pool.check(backend)
     assert backend.healthy is False
     assert backend.last_error == "health check failed: no answer within 0.2s (healthCheck.timeout)"
-    assert (
-        metrics.registry.get_sample_value("fxn_backend_healthy", {"model": "m", "backend": "m/0"})
-        == 0
-    )
+    assert metrics.registry.get_sample_value("fxn_backend_healthy", {"model": "m", "backend": "m/0"}) == 0
     fake_backend.stall = 0.0
     await pool.check(backend)
     assert (backend.healthy, backend.failed_checks) == (True, 0)

@@ -294,3 +294,24 @@ def test_tty_import_reads_key_without_echo(tmp_path: Path) -> None:
     assert code == 0, output
     assert DEV_KEYS[3][2:] not in output
     assert output.strip().splitlines()[-1] == IMPORTED.address
+
+
+ARGV_REFUSAL = (
+    "error: accounts import never takes the key on the command line (it shows in `ps` and your shell "
+    "history; what you typed is not repeated here): pipe it on stdin (`fxn accounts import < key.txt`) or "
+    "pass --file PATH, and if it was a real key, consider it exposed\n"
+)
+
+
+def test_import_refuses_a_key_given_as_an_argument_without_echoing_it(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    key = DEV_KEYS[3].removeprefix("0x")
+    for args in (
+        ("accounts", "import", "0x" + key),
+        ("accounts", "import", key, "--plaintext"),
+        ("accounts", "import", f"--key={key}"),  # an option import does not have
+        ("accounts", "import", "--file", key),  # the key where the path should be
+    ):
+        result = fxn_cli(*args, env=PW)
+        assert (result.code, result.stdout, result.stderr) == (2, "", ARGV_REFUSAL), args
+        assert key not in result.stderr + result.stdout
+    assert not (fxn_env / "nodekey.json").exists()

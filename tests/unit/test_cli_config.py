@@ -27,7 +27,7 @@ def test_init_creates_home_with_keystore(fxn_cli: FxnCli, fxn_env: Path) -> None
         "next: edit backend.yaml, then run `fxn config check`",
     ]
     assert stat.S_IMODE(fxn_env.stat().st_mode) == 0o700
-    assert fxn_cli("config", "check").code == 0
+    assert fxn_cli("config", "check", env=PW).code == 0
 
 
 def test_init_plaintext_and_rerun_keeps_files(fxn_cli: FxnCli, fxn_env: Path) -> None:
@@ -66,7 +66,8 @@ def test_check_ok(fxn_cli: FxnCli, fxn_env: Path) -> None:
     result = fxn_cli("config", "check")
     assert result.code == 0
     assert result.stdout == (
-        f"config OK: {fxn_env / 'config.yaml'}, {fxn_env / 'backend.yaml'} (1 models, 1 backends)\n"
+        f"config OK: {fxn_env / 'config.yaml'}, {fxn_env / 'backend.yaml'} (1 models, 1 backends), "
+        f"key {fxn_env / 'nodekey.json'}\n"
     )
 
 
@@ -92,7 +93,20 @@ def test_check_reports_every_problem_of_both_files(fxn_cli: FxnCli, fxn_env: Pat
     assert result.stderr.splitlines()[-1] == "2 problem(s) found"
 
 
+def test_check_on_a_home_that_is_not_one(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    result = fxn_cli("config", "check")
+    assert result.code == 2
+    assert result.stderr.splitlines() == [
+        f"{fxn_env}: is not a node home (no config.yaml, no key file) (run `fxn --home {fxn_env} init` to "
+        "create it, or `fxn start --init`; if the node's home is elsewhere, pass --home DIR or set FXN_HOME)",
+        "1 problem(s) found",
+    ]
+
+
 def test_check_missing_files(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    (fxn_env / "config.yaml").unlink()
+    (fxn_env / "backend.yaml").unlink()
     result = fxn_cli("config", "check")
     assert result.code == 2
     assert result.stderr.splitlines() == [
@@ -118,3 +132,71 @@ def test_check_with_home_option(fxn_cli: FxnCli, tmp_path: Path) -> None:
     result = fxn_cli("--home", str(other), "config", "check")
     assert result.code == 0
     assert str(other / "config.yaml") in result.stdout
+
+
+def test_check_json_reports_ok_and_problems(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    ok = fxn_cli("config", "check", "--json")
+    assert ok.code == 0
+    assert json.loads(ok.stdout) == {
+        "ok": True,
+        "home": str(fxn_env),
+        "files": [str(fxn_env / "config.yaml"), str(fxn_env / "backend.yaml"), str(fxn_env / "nodekey.json")],
+        "models": 1,
+        "backends": 1,
+        "problems": [],
+    }
+    (fxn_env / "config.yaml").write_text("registry:\n  bypassAuth: yes\n")
+    bad = fxn_cli("config", "check", "--json")
+    assert (bad.code, bad.stderr) == (2, "")
+    assert json.loads(bad.stdout)["problems"] == [
+        {
+            "file": str(fxn_env / "config.yaml"),
+            "line": 2,
+            "message": "registry.bypassAuth: Input should be a valid boolean, got 'yes'",
+            "fix": "write true or false, without quotes",
+        }
+    ]
+
+
+def test_check_workers_flag_needs_redis_as_start_does(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    result = fxn_cli("config", "check", "--workers", "2")
+    assert result.code == 2
+    assert result.stderr.splitlines()[0] == (
+        "--workers 2: needs nonceCache.backend: redis in config.yaml, so that every worker refuses a "
+        "replayed request (set nonceCache.backend: redis (and nonceCache.redisUrl), or run one worker)"
+    )
+    assert fxn_cli("config", "check", "--workers", "1").code == 0
+
+
+def test_check_refuses_a_home_without_its_key_as_start_does(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    (fxn_env / "nodekey.json").unlink()
+    result = fxn_cli("config", "check")
+    assert result.code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"{fxn_env / 'nodekey.json'}: no key file: `fxn start` never creates a node identity by itself "
+        f"(run `fxn --home {fxn_env} init` to create it, or `fxn start --init`; if the node's home is "
+        "elsewhere, pass --home DIR or set FXN_HOME; `fxn accounts import` brings an existing key; or fix "
+        "node.keyFile)"
+    )
+
+
+def test_check_refuses_a_keystore_with_no_password_source_and_no_terminal(
+    fxn_cli: FxnCli, fxn_env: Path
+) -> None:
+    fxn_cli("init", env=PW)
+    result = fxn_cli("config", "check")  # stdin is not a terminal here, and FXN_KEY_PASSWORD is unset
+    assert result.code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"{fxn_env / 'nodekey.json'}: is an encrypted keystore and there is no password source (and no "
+        "terminal to ask on) (set FXN_KEY_PASSWORD in the node's environment, or node.keyPasswordFile in "
+        "config.yaml)"
+    )
+    (fxn_env / "nodekey.json").chmod(0o644)
+    loose = fxn_cli("config", "check", env=PW)
+    assert loose.stderr.splitlines()[0] == (
+        f"{fxn_env / 'nodekey.json'}: can be read by group or others (mode 0644) "
+        f"(run `chmod 600 {fxn_env / 'nodekey.json'}`)"
+    )

@@ -95,3 +95,68 @@ def test_in_process_runner_matches(fxn_cli: FxnCli) -> None:
     result = fxn_cli("accounts", "show")
     assert result.code == 1
     assert "does not exist" in result.stderr
+
+
+def test_version(home: Path) -> None:
+    from function_node import __version__
+
+    result = _run(["--version"], home)
+    assert (result.returncode, result.stdout) == (0, f"fxn {__version__}\n")
+
+
+def test_help_lists_every_command_in_operator_order(home: Path) -> None:
+    result = _run(["--help"], home)
+    listed = [line.split()[0] for line in result.stdout.split("Commands:")[1].splitlines() if line.strip()]
+    expected = ["init", "config", "accounts", "start", "status", "doctor", "request", "challenge"]
+    assert [name for name in listed if name in expected] == expected
+    assert {"bench", "scheduler", "devnet"} <= set(listed)
+    assert "--version" in result.stdout and "--install-completion" in result.stdout
+
+
+def test_global_options_after_the_command(home: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    assert _run(["init", "--plaintext", "--home", str(other)], home).returncode == 0
+    assert (other / "nodekey.json").exists() and not home.exists()
+    checked = _run(["config", "check", f"--home={other}"], home)
+    assert checked.returncode == 0, checked.stderr
+    assert str(other / "config.yaml") in checked.stdout
+    debug_after = _run(["accounts", "show", "--debug", "--file", str(tmp_path / "nope.json")], home)
+    assert debug_after.returncode == 1
+    assert "Traceback" in debug_after.stderr
+
+
+def test_hoisting_stops_at_double_dash() -> None:
+    from function_node.cli.main import hoist_global_options
+
+    assert hoist_global_options(["start", "--home", "H", "--debug", "--port", "1"]) == [
+        "--home",
+        "H",
+        "--debug",
+        "start",
+        "--port",
+        "1",
+    ]
+    assert hoist_global_options(["request", "/p", "--", "--home", "x"]) == [
+        "request",
+        "/p",
+        "--",
+        "--home",
+        "x",
+    ]
+    with pytest.raises(ValueError, match="--home needs a value"):
+        hoist_global_options(["start", "--home"])
+
+
+def test_home_without_its_value_is_a_usage_error(home: Path) -> None:
+    result = _run(["start", "--home"], home)
+    assert result.returncode == 2
+    assert result.stderr == "error: --home needs a value, e.g. --home ~/.fxn\n"
+
+
+def test_shell_completion_completes_commands_and_prints_a_script(home: Path) -> None:
+    completed = _run([], home, _FXN_COMPLETE="complete_bash", COMP_WORDS="fxn acc", COMP_CWORD="1")
+    assert completed.returncode == 0
+    assert completed.stdout.split() == ["accounts"]
+    script = _run(["--show-completion", "bash"], home)
+    assert script.returncode == 0
+    assert "_FXN_COMPLETE=complete_bash" in script.stdout

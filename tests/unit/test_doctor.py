@@ -12,8 +12,9 @@ import pytest
 from function_node.devnet.anvil import AnvilProcess
 from function_node.devnet.process import free_port
 from function_node.doctor import ALL_CHECKS, DoctorContext, Finding, Status, exit_code, run_checks
+from function_node.doctor.backends import check_backends
 from function_node.doctor.local import check_config, check_key, check_matrix
-from function_node.doctor.remote import check_backends, check_clock, check_rpc
+from function_node.doctor.remote import check_clock, check_rpc
 from function_node.keys import write_plaintext
 from function_node.signing import LocalSigner
 from tests.fixtures.common import DEV_KEYS
@@ -83,7 +84,7 @@ async def test_reachable_backend_passes(fxn_home: Path) -> None:
     from aiohttp import web
 
     async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": []})
+        return web.json_response({"object": "list", "data": [{"id": "dev", "object": "model"}]})
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
@@ -98,7 +99,7 @@ async def test_reachable_backend_passes(fxn_home: Path) -> None:
     finally:
         await runner.cleanup()
     assert finding.status is Status.OK
-    assert finding.message == f"dev: http://127.0.0.1:{port}/v1/models answered 200"
+    assert finding.message == f'dev: http://127.0.0.1:{port}/v1/models answered 200 and serves "dev"'
 
 
 @pytest.mark.integration

@@ -48,3 +48,31 @@ def test_dockerfiles_say_they_were_not_built_here() -> None:
         text = (OPS / name).read_text()
         assert "not built on the project's build machines (no Docker engine there)" in text
         assert 'ENTRYPOINT ["fxn"]' in text and "USER fxn" in text
+
+
+def _targets() -> list[tuple[dict[str, object], str]]:
+    dashboard = json.loads((OPS / "grafana-dashboard.json").read_text())
+    return [(panel, t["expr"]) for panel in dashboard["panels"] for t in panel["targets"]]
+
+
+def test_dashboard_has_instance_and_model_variables() -> None:
+    dashboard = json.loads((OPS / "grafana-dashboard.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "instance", "model"}
+    for name, label_query in (("instance", "fxn_requests_total"), ("model", "fxn_upstream_in_flight")):
+        query = variables[name]["query"]["query"]
+        assert query.startswith(f"label_values({label_query}") and query.endswith(f", {name})")
+        assert variables[name]["includeAll"] and variables[name]["multi"]
+
+
+def test_every_query_is_filtered_by_the_variables() -> None:
+    model_metrics = {"fxn_upstream", "fxn_backend_healthy"}
+    for panel, expr in _targets():
+        selectors = re.findall(r"\b(fxn_[a-z_]+)(\{[^}]*\})?", expr)
+        assert selectors, expr
+        for metric, labels in selectors:
+            assert 'instance=~"$instance"' in labels, (panel["title"], metric)
+            if any(metric.startswith(m) for m in model_metrics):
+                assert 'model=~"$model"' in labels, (panel["title"], metric)
+            if metric.startswith("fxn_request"):
+                assert 'route!~"/health|/metrics"' in labels, (panel["title"], metric)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 from eth_typing import HexStr
@@ -21,29 +20,19 @@ from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
 from web3.types import TxParams
 
 from function_node.errors import ChainError
+from function_node.redact import redact_text, redact_url
 
-__all__ = ["ChainClient", "ChainRevertError", "redact_url"]
+__all__ = ["ChainClient", "ChainRevertError"]
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_RETRIES: Final = 2
 DEFAULT_BACKOFF_S: Final = 0.2
-_SECRET_SEGMENT_LEN: Final = 16  # path segments this long are usually API keys (…/v3/<key>)
 
 
 class ChainRevertError(ChainError):
     """The call reached a node and the contract reverted (or there is no such function)."""
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, query, or long path segments (RPC URLs often embed an API key)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    segments = ["***" if len(s) >= _SECRET_SEGMENT_LEN else s for s in parts.path.split("/")]
-    return f"{parts.scheme}://{host}{'/'.join(segments)}"
 
 
 def _is_revert(exc: BaseException) -> bool:
@@ -118,8 +107,10 @@ class ChainClient:
                     result = await self._on(url, op)
                 except (Web3Exception, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                     if _is_revert(exc):
-                        raise ChainRevertError(f"{what} reverted on {redact_url(url)}: {exc}") from exc
-                    failures[redact_url(url)] = _describe(exc).replace(url, redact_url(url))
+                        raise ChainRevertError(
+                            f"{what} reverted on {redact_url(url)}: {redact_text(str(exc))}"
+                        ) from exc
+                    failures[redact_url(url)] = redact_text(_describe(exc).replace(url, redact_url(url)))
                     # Skip this URL on later calls until the next one fails too.
                     self._preferred = (index + 1) % count
                     continue

@@ -6,9 +6,10 @@ of the machine through ``ps``), and never printed.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["new_key_password", "register"]
 
+_HEX_KEY: Final = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 _PASSWORD_HELP = "Password: $FXN_KEY_PASSWORD, node.keyPasswordFile, or a prompt on a terminal."
 
 
@@ -34,7 +36,13 @@ def register(app: typer.Typer) -> None:
     group.command("new", help=f"Generate a new key file and print its address. {_PASSWORD_HELP}")(new)
     group.command("show", help="Print the address and public key of the key file.")(show)
     group.command("get", help="Alias of `show`.", hidden=True)(show)
-    group.command("import", help=f"Import a hex private key or a V3 keystore. {_PASSWORD_HELP}")(import_)
+    group.command(
+        "import",
+        help=f"Import a hex private key (from stdin or --file) or a V3 keystore. {_PASSWORD_HELP}",
+        # Extra arguments are taken in and refused by import_ itself: click's own usage error would
+        # print them, and a private key pasted on the command line is the usual one.
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(import_)
     app.add_typer(group, name="accounts")
 
 
@@ -151,6 +159,13 @@ def import_(
     plaintext: _Plaintext = False,
     out: _Out = None,
 ) -> None:
+    if ctx.args or (file is not None and _HEX_KEY.fullmatch(str(file))):
+        fail(
+            "accounts import never takes the key on the command line (it shows in `ps` and your shell "
+            "history; what you typed is not repeated here): pipe it on stdin (`fxn accounts import < "
+            "key.txt`) or pass --file PATH, and if it was a real key, consider it exposed",
+            EXIT_USAGE,
+        )
     cli = state(ctx)
     settings = cli.settings_or_defaults()
     path = _target(cli, settings, out)

@@ -1,7 +1,8 @@
-"""``fxn init`` (create the home directory) and ``fxn config check`` (validate both YAML files)."""
+"""``fxn config check``: exactly the validation ``fxn start`` runs (config/preflight.py), printed."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
@@ -12,69 +13,55 @@ __all__ = ["register"]
 
 
 def register(app: typer.Typer) -> None:
-    app.command("init", help="Create the home directory: commented config.yaml, backend.yaml and a new key.")(
-        init
-    )
     group = typer.Typer(help="Check the configuration files.", no_args_is_help=True)
-    group.command("check", help="Validate config.yaml and backend.yaml; print every problem with its line.")(
-        check
-    )
+    group.command(
+        "check",
+        help="Validate config.yaml, backend.yaml and the key file exactly as `fxn start` does; "
+        "print every problem with its line.",
+    )(check)
     app.add_typer(group, name="config")
 
 
-def init(
+def check(
     ctx: typer.Context,
-    force: Annotated[
-        bool, typer.Option("--force", help="Replace existing files, keeping timestamped backups.")
-    ] = False,
-    plaintext: Annotated[
-        bool, typer.Option("--plaintext", help="Write the key in the legacy unencrypted format.")
-    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", min=1, max=256, help="Check as for `fxn start --workers N`."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as a JSON object.")] = False,
 ) -> None:
-    from function_node.cli.accounts import new_key_password
-    from function_node.config.home import init_home, key_path
-
-    cli = state(ctx)
-    settings = cli.settings_or_defaults()
-    key = key_path(cli.home, settings)
-    password: str | None = None
-    if not plaintext and (force or not key.exists()):
-        password = new_key_password(cli, settings)
-    written = init_home(cli.home, password=password, force=force)
-    for path in written:
-        typer.echo(f"created {path}")
-    kept = [p for p in (cli.home / "config.yaml", cli.home / "backend.yaml", key) if p not in written]
-    for path in kept:
-        typer.echo(f"kept {path} (already there; --force replaces it and keeps a backup)")
-    if key in written:
-        from function_node.keys import key_file_address
-
-        typer.echo(f"node address: {key_file_address(key)}")
-    typer.echo("next: edit backend.yaml, then run `fxn config check`")
-
-
-def check(ctx: typer.Context) -> None:
     from function_node.config.home import backends_path, config_path
-    from function_node.config.loader import load_backends, load_settings
-    from function_node.errors import ConfigError, ConfigProblem
+    from function_node.config.preflight import check_start
+    from function_node.errors import ConfigError
 
     cli = state(ctx)
-    problems: list[ConfigProblem] = []
-    summary: list[str] = []
     try:
-        load_settings(cli.home)
-        summary.append(str(config_path(cli.home)))
+        checked = check_start(cli.home, workers=workers)
     except ConfigError as exc:
-        problems.extend(exc.problems)
-    try:
-        backends = load_backends(cli.home)
-        count = sum(len(m.backends) for m in backends.models)
-        summary.append(f"{backends_path(cli.home)} ({len(backends.models)} models, {count} backends)")
-    except ConfigError as exc:
-        problems.extend(exc.problems)
-    if problems:
-        for problem in problems:
-            typer.echo(str(problem), err=True)
-        typer.echo(f"{len(problems)} problem(s) found", err=True)
-        raise typer.Exit(EXIT_USAGE)
-    typer.echo(f"config OK: {', '.join(summary)}")
+        if as_json:
+            problems = [
+                {"file": p.file, "line": p.line, "message": p.message, "fix": p.fix} for p in exc.problems
+            ]
+            typer.echo(json.dumps({"ok": False, "home": str(cli.home), "problems": problems}, indent=2))
+        else:
+            for problem in exc.problems:
+                typer.echo(str(problem), err=True)
+            typer.echo(f"{len(exc.problems)} problem(s) found", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    models = checked.backends.models
+    backends = sum(len(m.backends) for m in models)
+    if as_json:
+        report = {
+            "ok": True,
+            "home": str(cli.home),
+            "files": [str(config_path(cli.home)), str(backends_path(cli.home)), str(checked.key_file)],
+            "models": len(models),
+            "backends": backends,
+            "problems": [],
+        }
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        typer.echo(
+            f"config OK: {config_path(cli.home)}, {backends_path(cli.home)} ({len(models)} models, "
+            f"{backends} backends), key {checked.key_file}"
+        )

@@ -20,8 +20,10 @@ def doctor(
         list[str] | None,
         typer.Option("--skip", help="Skip a check by name (repeatable), e.g. --skip matrix."),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the findings as a JSON object.")] = False,
 ) -> None:
-    """Key file, config, clock, RPC and registries, own registration, backends, GPU, a local matrix proof."""
+    """Key file, config, nonce store, clock, RPC and registries, own registration, backends (and the
+    models they serve), GPU, a local matrix proof."""
     import asyncio
 
     from rich.console import Console
@@ -42,6 +44,19 @@ def doctor(
     context = DoctorContext(home=home, timeout=timeout)
     checks = [(name, check) for name, check in ALL_CHECKS if name not in skipped]
     findings = asyncio.run(run_checks(context, checks))
+    if as_json:
+        import json
+
+        report = {
+            "home": str(home),
+            "ok": exit_code(findings) == 0,
+            "findings": [
+                {"check": f.check, "status": f.status.value, "message": f.message, "hint": f.hint}
+                for f in findings
+            ],
+        }
+        typer.echo(json.dumps(report, indent=2))
+        raise typer.Exit(exit_code(findings))
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"fxn doctor: {home}")
     for f in findings:

@@ -1,4 +1,9 @@
-"""``fxn start``: run the node (on an empty home, create it first and say so)."""
+"""``fxn start``: check the configuration exactly as ``fxn config check`` does, then run the node.
+
+A home without a key file is refused (exit 2, "run `fxn init`"): under systemd or Docker a mistyped
+``--home`` or an unmounted volume would otherwise start a new, unregistered identity. ``--init``
+creates what is missing first, and says so.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from function_node.cli._common import EXIT_USAGE, CliState, fail, state
+from function_node.cli._common import CliState, state
 
 __all__ = ["register"]
 
@@ -26,41 +31,40 @@ def start(
     port: Annotated[
         int | None, typer.Option("--port", min=1, max=65535, help="Listen port (overrides node.listenPort).")
     ] = None,
+    init: Annotated[
+        bool,
+        typer.Option(
+            "--init", help="Create the home first (config files, a new key) where they are missing."
+        ),
+    ] = False,
 ) -> None:
-    from function_node.logs import configure_logging
+    from function_node.config.preflight import check_start
+    from function_node.keys import load_node_signer
+    from function_node.logs import configure_logging, get_logger
     from function_node.node.server import run_node
 
     cli = state(ctx)
-    _create_home_if_empty(cli)
-    settings = cli.settings()
-    node = settings.node.model_copy(
-        update={
-            "workers": workers if workers is not None else settings.node.workers,
-            "listen_port": port if port is not None else settings.node.listen_port,
-        }
-    )
-    settings = settings.model_copy(update={"node": node})
-    if settings.node.workers > 1 and settings.nonce_cache.backend != "redis":
-        fail(
-            "--workers > 1 needs nonceCache.backend: redis in config.yaml, so that every worker refuses "
-            "a replayed request",
-            EXIT_USAGE,
-        )
+    if init:
+        _init_missing(cli)
+    checked = check_start(cli.home, workers=workers, port=port)  # ConfigError: exit 2, every problem
+    settings = checked.settings
     configure_logging(settings.logger.verbosity, settings.logger.format)
-    backends = cli.backends()
-    signer = cli.signer(settings)
-    raise typer.Exit(run_node(settings, backends, signer, cli.home))
+    if settings.admits_no_gateway:
+        get_logger("fxn.node").warning(settings.NO_GATEWAY_WARNING)
+    signer = load_node_signer(cli.home, settings)
+    raise typer.Exit(run_node(settings, checked.backends, signer, cli.home))
 
 
-def _create_home_if_empty(cli: CliState) -> None:
-    from function_node.config.home import config_path
-
-    if config_path(cli.home).exists():
-        return
+def _init_missing(cli: CliState) -> None:
     from function_node.cli.accounts import new_key_password
-    from function_node.config.home import init_home
+    from function_node.config.home import init_home, key_path
 
-    password = new_key_password(cli, cli.settings_or_defaults())
-    for path in init_home(cli.home, password=password):
+    settings = cli.settings_or_defaults()
+    password = None if key_path(cli.home, settings).exists() else new_key_password(cli, settings)
+    created = init_home(cli.home, password=password)
+    for path in created:
         typer.echo(f"created {path}")
-    typer.echo(f"the node starts with the example backend.yaml; edit {cli.home / 'backend.yaml'} for yours")
+    if created:
+        typer.echo(
+            f"the node starts with the example backend.yaml; edit {cli.home / 'backend.yaml'} for yours"
+        )

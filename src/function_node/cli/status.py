@@ -70,9 +70,9 @@ def _node_url(settings: Settings) -> str:
 def _add_backend_urls(report: dict[str, Any], home: Any) -> None:
     """The node names its backends ``<model>/<index>`` (its answer is public); the operator sees the URLs,
     redacted, from this home's backend.yaml."""
-    from function_node.chain.client import redact_url
     from function_node.config.loader import load_backends
     from function_node.errors import ConfigError
+    from function_node.redact import redact_url
 
     try:
         urls = {
@@ -114,10 +114,11 @@ async def _registration(settings: Settings, address: str, model_ids: list[str] |
     router = settings.registry.router_smart_contract_address
     if not router or not settings.rpc_provider:
         return {"configured": False}
-    from function_node.chain.client import ChainClient, redact_url
+    from function_node.chain.client import ChainClient
     from function_node.chain.contracts import NetworkReader
     from function_node.errors import ChainError
     from function_node.node.registration import lookup_registration
+    from function_node.redact import redact_url
 
     out: dict[str, Any] = {
         "configured": True,

@@ -9,7 +9,14 @@ from typing import Final
 
 from function_node.config.settings import Settings
 
-__all__ = ["backends_path", "config_path", "init_home", "key_path", "template_text"]
+__all__ = [
+    "backends_path",
+    "config_path",
+    "init_home",
+    "key_path",
+    "template_text",
+    "write_private_text",
+]
 
 CONFIG_FILE: Final = "config.yaml"
 BACKEND_FILE: Final = "backend.yaml"
@@ -56,7 +63,7 @@ def init_home(
     for path in (config_path(home), backends_path(home)):
         if path.exists() and not force:
             continue
-        _write_text(path, template_text(path.name), force=force)
+        write_private_text(path, template_text(path.name), force=force)
         written.append(path)
     key = key_path(home, load_settings(home))
     if force or not key.exists():
@@ -69,7 +76,8 @@ def init_home(
     return written
 
 
-def _write_text(path: Path, text: str, *, force: bool) -> None:
+def write_private_text(path: Path, text: str, *, force: bool) -> None:
+    """Write ``text`` atomically with mode 0600; with ``force`` an existing file is backed up first."""
     from function_node.keys import backup_file
 
     if path.exists() and force:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from function_node.config.backends import BackendConfig
 from function_node.config.overrides import Loc, apply_overrides
 from function_node.config.settings import Settings
+from function_node.config.yaml_rules import StrictBoolLoader
 from function_node.errors import ConfigError, ConfigProblem
 
 __all__ = [
@@ -128,7 +129,7 @@ def _read(path: Path) -> _Document:
         raise ConfigError(
             ConfigProblem(str(path), None, f"cannot read the file: {reason}", "check its permissions")
         ) from None
-    loader = yaml.SafeLoader(text)
+    loader = StrictBoolLoader(text)
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None

@@ -1,8 +1,9 @@
 """``FXN_<PATH>`` environment overrides of config.yaml keys (``FXN_NODE_LISTENPORT=9000``).
 
-A variable's path is the camelCase keys of config.yaml upper-cased and joined by ``_``. Numbers and booleans
-are parsed as YAML scalars; text, durations and list items stay text. Overrides are applied to the parsed
-document before validation, so they take part in every check.
+A variable's path is the camelCase keys of config.yaml upper-cased and joined by ``_``. Numbers and
+booleans are parsed as YAML scalars (booleans are true or false only, as in the files); text, durations
+and list items stay text. Overrides are applied to the parsed document before validation, so they take
+part in every check.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from function_node.config.settings import Settings
+from function_node.config.yaml_rules import parse_scalar
 from function_node.errors import ConfigProblem
 
 __all__ = ["ENV_PREFIX", "NON_CONFIG_VARIABLES", "Loc", "apply_overrides", "env_paths"]
@@ -53,7 +55,7 @@ def _env_value(raw: str, field: FieldInfo) -> Any:
         return [item.strip().strip("'\"") for item in text.split(",") if item.strip()]
     if annotation in (int, bool) or (annotation is float and not field.metadata):
         # A YAML scalar, so 9000 is an int and true is a bool, exactly as in the file.
-        return yaml.safe_load(raw) if raw.strip() else raw
+        return parse_scalar(raw) if raw.strip() else raw
     return raw  # strings, durations and choices stay text: "0x12ab" must not become an int
 
 

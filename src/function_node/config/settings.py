@@ -6,7 +6,7 @@ Durations are float seconds. Loading, environment overrides and error formatting
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -16,6 +16,7 @@ from function_node.errors import SigningError
 from function_node.signing import normalize_address
 
 __all__ = [
+    "MAX_MATMUL_SIZE",
     "AuthSettings",
     "ChallengeSettings",
     "ConfigModel",
@@ -31,7 +32,11 @@ __all__ = [
     "Settings",
     "StaticLists",
     "rpc_url_list",
+    "split_host_port",
 ]
+
+MAX_MATMUL_SIZE: Final = 65536
+_MAX_PORT: Final = 65535
 
 
 class ConfigModel(BaseModel):
@@ -77,7 +82,7 @@ def rpc_url_list(value: object, key: str = "rpcProvider") -> list[str]:
 
 class NodeSettings(ConfigModel):
     listen_address: str = "127.0.0.1"
-    listen_port: int = Field(default=8080, ge=1, le=65535)
+    listen_port: int = Field(default=8080, ge=1, le=_MAX_PORT)
     key_file: str = "nodekey.json"
     key_password_file: str = ""
     public_address: str = ""
@@ -173,12 +178,31 @@ class ProxySettings(ConfigModel):
     idle_conn_timeout: Duration = Field(default=90.0, gt=0)
 
 
+def split_host_port(address: str, key: str = "metrics.listenAddress") -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) with a port from 1 to 65535; ValueError naming ``key``."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= _MAX_PORT:
+        raise ValueError(
+            f"{key} {address!r} must be host:port with a port from 1 to {_MAX_PORT}; "
+            "write e.g. 127.0.0.1:9100, or leave it empty for /metrics on the main port"
+        )
+    return host.strip("[]"), int(port)
+
+
 class MetricsSettings(ConfigModel):
     listen_address: str = ""
 
+    @field_validator("listen_address")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        if value.strip():
+            split_host_port(value)
+        return value.strip()
+
 
 class MatmulSettings(ConfigModel):
-    max_size: int = Field(default=16384, ge=1)
+    # 65536² int8 inputs are 4 GiB each and the int32 product 16 GiB: past that no GPU holds a challenge.
+    max_size: int = Field(default=16384, ge=1, le=MAX_MATMUL_SIZE)
     max_cpu_size: int = Field(default=4096, ge=1)
     max_explicit_size: int = Field(default=1024, ge=1)
     proof_ttl: Duration = Field(default=30.0, gt=0)
@@ -213,6 +237,20 @@ class Settings(ConfigModel):
     @classmethod
     def _schedulers(cls, value: object) -> list[str]:
         return _address_list(value)
+
+    NO_GATEWAY_WARNING: ClassVar[str] = (
+        "no gateway can be admitted: registry.routerSmartContractAddress is empty and "
+        "registry.static.gateways lists none, so every request will be refused (401 unknown_caller); "
+        "set one of them in config.yaml"
+    )
+
+    @property
+    def admits_no_gateway(self) -> bool:
+        """No gateway registry, no static gateway list and auth on: every request will be refused."""
+        registry = self.registry
+        return not (
+            registry.bypass_auth or registry.router_smart_contract_address or registry.static.gateways
+        )
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:

@@ -12,6 +12,7 @@ from function_node.errors import ConfigError
 
 if TYPE_CHECKING:
     from function_node.challenges.matmul.compute import MatmulBackend
+    from function_node.config.settings import Settings
 
 __all__ = ["check_config", "check_gpu", "check_key", "check_matrix"]
 
@@ -36,6 +37,8 @@ async def check_config(ctx: DoctorContext) -> Sequence[Finding]:
         findings.append(Finding.ok("config", f"{ctx.home / 'backend.yaml'} is valid"))
     except ConfigError as exc:
         findings.append(_config_failure(exc, ctx))
+    if ctx.settings is not None:
+        findings.extend(_admission_findings(ctx.settings))
     if ctx.backends is not None:
         unset = ctx.backends.env_problems()
         if unset:
@@ -47,6 +50,29 @@ async def check_config(ctx: DoctorContext) -> Sequence[Finding]:
                 )
             )
     return findings
+
+
+def _admission_findings(settings: Settings) -> list[Finding]:
+    """Who the node would admit: anyone (bypassAuth) and no gateway at all are both unfit to serve."""
+    if settings.registry.bypass_auth:
+        return [
+            Finding.fail(
+                "config",
+                "registry.bypassAuth is true: authentication is off and anyone can use this node's backends",
+                "development only: set registry.bypassAuth: false in config.yaml before serving a network",
+            )
+        ]
+    if settings.admits_no_gateway:
+        return [
+            Finding.fail(
+                "config",
+                "no gateway can be admitted: no registry.routerSmartContractAddress and no "
+                "registry.static.gateways, so every request would get 401 unknown_caller",
+                "set registry.routerSmartContractAddress (and rpcProvider), or list gateways in "
+                "registry.static.gateways",
+            )
+        ]
+    return []
 
 
 def _config_failure(exc: ConfigError, ctx: DoctorContext) -> Finding:

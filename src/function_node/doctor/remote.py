@@ -1,5 +1,7 @@
 """Doctor checks that talk to something: the RPC providers (and the clock against the chain), the
-registries on chain, this node's own registration, and each model backend."""
+registries on chain, this node's own registration, and the Redis nonce store.
+
+RPC URLs are only ever shown redacted: their path and credentials are where providers put API keys."""
 
 from __future__ import annotations
 
@@ -8,11 +10,12 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from function_node.doctor.framework import DoctorContext, Finding
+from function_node.redact import redact_text, redact_url
 
-__all__ = ["check_backends", "check_clock", "check_registration", "check_registries", "check_rpc"]
+__all__ = ["check_clock", "check_nonce_store", "check_registration", "check_registries", "check_rpc"]
 
 _FUTURE_TOLERANCE_S: Final = 5.0  # a block up to this far in our future is rounding, not a slow clock
-_BLOCK_KEY: Final = "latest_block"  # (rpc url, block number, block timestamp, our time when read)
+_BLOCK_KEY: Final = "latest_block"  # (redacted rpc url, block number, block time, our time when read)
 _RPC_KEY: Final = "rpc_url"
 
 
@@ -47,6 +50,7 @@ async def check_rpc(ctx: DoctorContext) -> Sequence[Finding]:
     from function_node.errors import ChainError
 
     for url in urls:
+        shown = redact_url(url)
         try:
             async with _client([url], ctx.timeout) as chain:
                 chain_id = await chain.chain_id()
@@ -56,16 +60,17 @@ async def check_rpc(ctx: DoctorContext) -> Sequence[Finding]:
             findings.append(
                 Finding.fail(
                     "rpc",
-                    f"{url} is unreachable: {str(exc).rsplit(f'{url}: ', 1)[-1][:160]}",
+                    f"{shown} is unreachable: {str(exc).rsplit(f'{shown}: ', 1)[-1][:160]}",
                     "start the Ethereum node or fix rpcProvider in config.yaml; test it with "
                     "`curl -s -X POST -H 'Content-Type: application/json' --data "
-                    f'\'{{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}}\' {url}`',
+                    '\'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}\' "$RPC_URL"` '
+                    "(RPC_URL: that rpcProvider entry)",
                 )
             )
             continue
         ctx.notes.setdefault(_RPC_KEY, url)
-        ctx.notes.setdefault(_BLOCK_KEY, (url, number, float(block_time), time.time()))
-        findings.append(Finding.ok("rpc", f"{url}: chain {chain_id}, block {number}"))
+        ctx.notes.setdefault(_BLOCK_KEY, (shown, number, float(block_time), time.time()))
+        findings.append(Finding.ok("rpc", f"{shown}: chain {chain_id}, block {number}"))
     return findings
 
 
@@ -206,48 +211,30 @@ async def check_registration(ctx: DoctorContext) -> Sequence[Finding]:
     return [Finding.ok("registration", f"{ctx.address} is an active provider for model ids {models}")]
 
 
-async def check_backends(ctx: DoctorContext) -> Sequence[Finding]:
-    """Each backend of each model answers its health-check path with a 2xx."""
-    import aiohttp
+async def check_nonce_store(ctx: DoctorContext) -> Sequence[Finding]:
+    """With ``nonceCache.backend: redis``, Redis answers a PING: while it does not, the node refuses
+    every request (503 ``nonce_store_unavailable``)."""
+    from function_node.errors import NonceStoreError
+    from function_node.node.nonces_redis import RedisNonceStore
 
-    from function_node.errors import ConfigError
-
-    if ctx.backends is None:
-        return _skip("backends", "backend.yaml did not load")
-    if not ctx.backends.models:
-        return [Finding.warn("backends", "backend.yaml lists no model", "add a model with its backend URL")]
-    findings: list[Finding] = []
-    timeout = aiohttp.ClientTimeout(total=ctx.timeout)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for model in ctx.backends.models:
-            for backend in model.backends:
-                target = backend.base_url + model.health_check.path
-                try:
-                    headers = backend.resolved_headers()
-                    async with session.get(target, headers=headers) as resp:
-                        status = resp.status
-                except ConfigError as exc:
-                    findings.append(
-                        Finding.fail("backends", str(exc.problems[0].message), exc.problems[0].fix)
-                    )
-                    continue
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    findings.append(
-                        Finding.fail(
-                            "backends",
-                            f"{model.name}: {target} is unreachable ({type(exc).__name__})",
-                            f"start the model server at {backend.base_url} or fix its url in backend.yaml",
-                        )
-                    )
-                    continue
-                if 200 <= status < 300:
-                    findings.append(Finding.ok("backends", f"{model.name}: {target} answered {status}"))
-                else:
-                    findings.append(
-                        Finding.fail(
-                            "backends",
-                            f"{model.name}: {target} answered {status}",
-                            "check the backend's API key (apiKeyEnv) and healthCheck.path in backend.yaml",
-                        )
-                    )
-    return findings
+    if ctx.settings is None:
+        return _skip("nonces", "config.yaml did not load")
+    cache = ctx.settings.nonce_cache
+    if cache.backend != "redis":
+        return [Finding.ok("nonces", "memory nonce store (one process; --workers needs redis)")]
+    shown = redact_url(cache.redis_url)
+    store = RedisNonceStore(cache.redis_url, cache.ttl, socket_timeout=ctx.timeout)
+    try:
+        await store.ping()
+    except NonceStoreError as exc:
+        return [
+            Finding.fail(
+                "nonces",
+                redact_text(str(exc)),
+                "start Redis (or Valkey) or fix nonceCache.redisUrl in config.yaml; while it is down the "
+                "node answers every request 503 nonce_store_unavailable",
+            )
+        ]
+    finally:
+        await store.close()
+    return [Finding.ok("nonces", f"Redis at {shown} answers")]

@@ -26,7 +26,7 @@ from function_node.node.auth import add_node_header, auth_middleware
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.gpu_metrics import gpu_metrics_ctx
-from function_node.node.health import NOBODY_ADMITTED, add_status_routes, admits_nobody
+from function_node.node.health import add_status_routes
 from function_node.node.observe import install_request_id, observe_middleware
 from function_node.node.proxy import add_openai_routes
 from function_node.node.upstream import IdleCappedConnector
@@ -165,8 +165,6 @@ def create_app(
                 models=[m.name for m in backends.models],
                 nonce_store=settings.nonce_cache.backend,
             )
-            if admits_nobody(settings):
-                log.warning(NOBODY_ADMITTED)
             yield
 
     app.cleanup_ctx.append(lifespan)

@@ -10,32 +10,14 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from function_node.config.settings import Settings
 from function_node.errors import NonceStoreError
 from function_node.metrics import NodeMetrics
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 
-__all__ = ["NOBODY_ADMITTED", "add_status_routes", "admits_nobody", "metrics_app", "model_list", "readiness"]
+__all__ = ["add_status_routes", "metrics_app", "model_list", "readiness"]
 
 _OWNER: Final = "function-network"
-NOBODY_ADMITTED: Final = (
-    "no gateway or scheduler can call this node: there is no registry (registry.routerSmartContractAddress) "
-    "and no static list (registry.static); set one of them"
-)
-
-
-def admits_nobody(settings: Settings) -> bool:
-    """True when no registry, no static list and no scheduler address is configured (and auth is on)."""
-    registry = settings.registry
-    return not (
-        registry.bypass_auth
-        or registry.router_smart_contract_address
-        or registry.static.gateways
-        or registry.static.schedulers
-        or registry.scheduler.contract
-        or settings.scheduler_address
-    )
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -86,7 +68,8 @@ async def _nonce_store_state(context: NodeContext | None) -> dict[str, Any]:
 def _warnings(context: NodeContext | None) -> list[str]:
     if context is None:
         return []
-    return [NOBODY_ADMITTED] if admits_nobody(context.settings) else []
+    settings = context.settings
+    return [settings.NO_GATEWAY_WARNING] if settings.admits_no_gateway else []
 
 
 def add_status_routes(

@@ -87,10 +87,10 @@ def reload_backends(app: web.Application, path: Path) -> bool:
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"metrics.listenAddress {address!r} must be host:port, e.g. 127.0.0.1:9100")
-    return host.strip("[]"), int(port)
+    # Validated with config.yaml (config check and fxn start refuse a bad one); this only splits it.
+    from function_node.config.settings import split_host_port
+
+    return split_host_port(address)
 
 
 async def serve(
