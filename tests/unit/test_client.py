@@ -342,3 +342,20 @@ async def test_fxn_client_session_legacy(node: Client, gateway_signer: LocalSign
         answer = await fxn.request("GET", base_url(node) + "/v1/echo")
         async with answer:
             assert (answer.status, (await answer.json())["scheme"]) == (200, "legacy")
+
+
+def test_answers_of_the_status_routes_are_not_expected_to_be_signed() -> None:
+    from function_node.protocol import answer_is_signed
+
+    for path in ("/health", "/ready", "/metrics", "/node-7/health", "/ready/"):
+        assert not answer_is_signed(path)
+    for path in ("/v1/models", "/challenge", "/prefix/v1/chat/completions", "/v1/health-ish", "/"):
+        assert answer_is_signed(path)
+
+
+async def test_fxnauth_reads_health_through_a_node_without_expecting_a_signature(
+    node: Client, gateway_signer: LocalSigner, node_signer: LocalSigner
+) -> None:
+    async with httpx.AsyncClient(auth=FxnAuth(gateway_signer, node_signer.address)) as http:
+        resp = await http.get(base_url(node) + "/health")
+    assert resp.status_code == 200 and resp.json()["address"] == node_signer.address

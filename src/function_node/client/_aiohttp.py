@@ -22,7 +22,7 @@ from yarl import URL
 from function_node.client._discovery import HEALTH_PATH, Audience, origin_of
 from function_node.client._signer import FxnSigner
 from function_node.errors import NodeIdentityError
-from function_node.protocol import HEADER_NONCE, ExpectedAnswer, NodeReply
+from function_node.protocol import HEADER_NONCE, ExpectedAnswer, NodeReply, answer_is_signed
 from function_node.signing import LocalSigner
 
 __all__ = ["FxnClientSession", "NodeAnswer"]
@@ -181,8 +181,8 @@ class FxnClientSession:
         response = await self.session.request(method, url, data=body, headers=out, **kwargs)
         expected = (
             ExpectedAnswer.for_request(node, self.signer.address, body, signed[HEADER_NONCE])
-            if node is not None and self._verify
-            else None
+            if node is not None and self._verify and answer_is_signed(URL(url).path)
+            else None  # /health, /ready, /metrics: unauthenticated, so unsigned
         )
         return NodeAnswer(response, expected, strict=self._strict)
 

@@ -23,7 +23,7 @@ import httpx
 from function_node.client._discovery import HEALTH_PATH, Audience
 from function_node.client._signer import FxnSigner
 from function_node.errors import NodeIdentityError
-from function_node.protocol import HEADER_NONCE, ExpectedAnswer, StreamCheck
+from function_node.protocol import HEADER_NONCE, ExpectedAnswer, StreamCheck, answer_is_signed
 from function_node.signing import LocalSigner
 
 __all__ = ["FxnAuth"]
@@ -70,8 +70,8 @@ class FxnAuth(httpx.Auth):
             self.signer.headers(request.method, target, request.content, self._audience.audience(url))
         )
         node = self._audience.expected(url)
-        if node is None or not self._verify:
-            return None
+        if node is None or not self._verify or not answer_is_signed(request.url.path):
+            return None  # /health, /ready, /metrics: unauthenticated, so unsigned
         nonce = request.headers[HEADER_NONCE]
         return ExpectedAnswer.for_request(node, self.signer.address, request.content, nonce)
 

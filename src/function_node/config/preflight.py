@@ -68,6 +68,7 @@ def check_start(
     if settings is not None:
         problems.extend(_flag_problems(settings, workers))
         problems.extend(_key_problems(home, settings, environ, interactive))
+        problems.extend(_tracing_problems(settings))
     backends: BackendConfig | None = None
     try:
         backends = load_backends(home, environ)
@@ -102,6 +103,16 @@ def _flag_problems(settings: Settings, workers: int | None) -> list[ConfigProble
                 "set nonceCache.backend: redis (and nonceCache.redisUrl), or run one worker",
             )
         ]
+    return []
+
+
+def _tracing_problems(settings: Settings) -> list[ConfigProblem]:
+    from function_node.node.tracing import check_tracing
+
+    try:
+        check_tracing(settings.tracing)
+    except ConfigError as exc:
+        return exc.problems
     return []
 
 

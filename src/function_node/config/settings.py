@@ -31,6 +31,7 @@ __all__ = [
     "SchedulerRegistryPoll",
     "Settings",
     "StaticLists",
+    "TracingSettings",
     "rpc_url_list",
     "split_host_port",
 ]
@@ -200,6 +201,20 @@ class MetricsSettings(ConfigModel):
         return value.strip()
 
 
+class TracingSettings(ConfigModel):
+    # OTLP/HTTP collector, e.g. http://127.0.0.1:4318 (…/v1/traces is added); empty: no tracing at all.
+    otlp_endpoint: str = ""
+    service_name: str = "function-node"
+
+    @field_validator("otlp_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        text = value.strip()
+        if text and not text.startswith(("http://", "https://")):
+            raise ValueError(f"tracing.otlpEndpoint {value!r} must be an http:// or https:// URL (OTLP/HTTP)")
+        return text
+
+
 class MatmulSettings(ConfigModel):
     # 65536² int8 inputs are 4 GiB each and the int32 product 16 GiB: past that no GPU holds a challenge.
     max_size: int = Field(default=16384, ge=1, le=MAX_MATMUL_SIZE)
@@ -226,6 +241,7 @@ class Settings(ConfigModel):
     nonce_cache: NonceCacheSettings = Field(default_factory=NonceCacheSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
     challenge: ChallengeSettings = Field(default_factory=ChallengeSettings)
 
     @field_validator("rpc_provider", mode="before")

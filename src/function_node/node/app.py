@@ -111,6 +111,7 @@ def create_app(
     async def lifespan(app: web.Application) -> AsyncIterator[None]:
         from function_node.challenges.registry import default_challenges
         from function_node.node.nonces import create_nonce_store
+        from function_node.node.tracing import create_tracing
         from function_node.registry.factory import open_registries
 
         log = get_logger("fxn.node")
@@ -134,6 +135,8 @@ def create_app(
             backend_set.start()
             challenges = default_challenges(settings)
             stack.push_async_callback(challenges.close)
+            tracing = create_tracing(settings.tracing)
+            stack.push_async_callback(tracing.close)
 
             app[BACKENDS] = backend_set
             app[CONTEXT] = NodeContext(
@@ -143,6 +146,7 @@ def create_app(
                 callers=registries.directory,
                 nonces=nonces,
                 metrics=node_metrics,
+                tracing=tracing,
             )
             app[CHALLENGES] = challenges
             app[CHALLENGE_CONTEXT] = ChallengeContext(

@@ -42,6 +42,7 @@ from function_node.protocol import (
     AuthHeaders,
     Reason,
     auth_error,
+    is_protected_path,
     is_wellformed_address,
     legacy_message,
     parse_auth_headers,
@@ -56,18 +57,12 @@ __all__ = [
     "add_node_header",
     "answer_signer_of",
     "auth_middleware",
-    "is_protected_path",
 ]
 
 # RequestKeys, not str keys (aiohttp warns on those): read them with request.get(...).
 REASON_KEY: Final = web.RequestKey("fxn_reason", str)  # the reason code of an error answer
 ANSWER_SIGNER: Final = web.RequestKey("fxn_answer_signer", AnswerSigner)
 _CHALLENGE_PATH: Final = "/challenge"
-_V1_PREFIX: Final = "/v1/"
-
-
-def is_protected_path(path: str) -> bool:
-    return path == _CHALLENGE_PATH or path.startswith(_V1_PREFIX)
 
 
 def answer_signer_of(request: web.Request) -> AnswerSigner | None:
@@ -90,7 +85,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     try:
         bypass = ctx.settings.registry.bypass_auth
-        caller = await (_admit_bypass(request, ctx) if bypass else _verify(request, ctx))
+        with ctx.tracing.span("auth"):
+            caller = await (_admit_bypass(request, ctx) if bypass else _verify(request, ctx))
     except AuthError as exc:
         return _refuse(request, ctx, exc)
     signer = AnswerSigner(ctx.signer, caller.address, caller.body_sha256, caller.nonce)
@@ -98,7 +94,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     set_caller(request, caller)
     try:
         if caller.scheme != "bypass":
-            await _claim_nonce(ctx, caller)
+            with ctx.tracing.span("auth.nonce"):
+                await _claim_nonce(ctx, caller)
         response = await handler(request)
     except asyncio.CancelledError:
         raise

@@ -13,6 +13,7 @@ from function_node.config.settings import Settings
 from function_node.metrics import NodeMetrics
 from function_node.node.body import BodyBudget
 from function_node.node.nonces import NonceStore
+from function_node.node.tracing import NO_TRACING, Tracing
 from function_node.registry.directory import CallerDirectory
 from function_node.signing import LocalSigner
 
@@ -28,6 +29,7 @@ class NodeContext:
     nonces: NonceStore
     metrics: NodeMetrics
     clock: Callable[[], float] = time.time  # wall clock: X-Timestamp is unix time
+    tracing: Tracing = NO_TRACING
     body_budget: BodyBudget = field(init=False)
 
     def __post_init__(self) -> None:

@@ -23,11 +23,14 @@ from function_node.metrics import NodeMetrics
 from function_node.node.answers import error_answer
 from function_node.node.auth import REASON_KEY
 from function_node.node.caller import caller_of
+from function_node.node.context import CONTEXT
 from function_node.node.stream import STREAM_OUTCOME, StreamOutcome
+from function_node.node.tracing import NO_TRACING
 
 __all__ = ["REQUEST_ID", "install_request_id", "observe_middleware"]
 
 REQUEST_ID: Final = web.RequestKey("fxn_request_id", str)
+_STATUS_KEY: Final = web.RequestKey("fxn_logged_status", int)
 _MAX_REQUEST_ID: Final = 64
 _CLIENT_CLOSED: Final = 499  # nginx's convention for "the client went away first"
 _UNMATCHED: Final = "unmatched"
@@ -75,40 +78,51 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
         # aiohttp serves a keep-alive connection's requests in one task, so one request's context
         # would leak into the next without the clear in ``finally``.
         structlog.contextvars.bind_contextvars(request_id=request_id, route=route, method=request.method)
+        context = request.app.get(CONTEXT)
+        tracing = context.tracing if context is not None else NO_TRACING
         status = 500
-        try:
+        with tracing.request(request) as span:
             try:
-                response = await handler(request)
+                return await _answer(request, handler)
             except asyncio.CancelledError:
                 # The client left. After a complete stream that is a normal end (it got everything).
                 complete = request.get(STREAM_OUTCOME) is StreamOutcome.COMPLETE
                 status = 200 if complete else _CLIENT_CLOSED
                 raise
-            except Exception as exc:  # unauthenticated routes; the auth middleware answers its own
-                answer = error_answer(exc)
-                request[REASON_KEY] = answer.code
-                if answer.unexpected:
-                    log.exception("unhandled error", error_type=type(exc).__name__)
-                response = answer.response
-            status = response.status
-            if request.get(STREAM_OUTCOME) is StreamOutcome.CLIENT_GONE:
-                status = _CLIENT_CLOSED  # the stream's headers said 200; the client left before the end
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            record(route, request.method, status, elapsed)
-            try:
-                caller = caller_of(request).address
-            except RuntimeError:  # refused before auth finished, or an unauthenticated route
-                caller = ""
-            log.info(
-                "request",
-                status=status,
-                latency_ms=round(elapsed * 1000, 3),
-                caller=caller,
-                reason=request.get(REASON_KEY, ""),
-            )
-            structlog.contextvars.clear_contextvars()
+            finally:
+                status = request.get(_STATUS_KEY, status)
+                span.finish(status, route)
+                elapsed = time.perf_counter() - started
+                record(route, request.method, status, elapsed)
+                try:
+                    caller = caller_of(request).address
+                except RuntimeError:  # refused before auth finished, or an unauthenticated route
+                    caller = ""
+                log.info(
+                    "request",
+                    status=status,
+                    latency_ms=round(elapsed * 1000, 3),
+                    caller=caller,
+                    reason=request.get(REASON_KEY, ""),
+                )
+                structlog.contextvars.clear_contextvars()
+
+    async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # unauthenticated routes; the auth middleware answers its own
+            answer = error_answer(exc)
+            request[REASON_KEY] = answer.code
+            if answer.unexpected:
+                log.exception("unhandled error", error_type=type(exc).__name__)
+            response = answer.response
+        status = response.status
+        if request.get(STREAM_OUTCOME) is StreamOutcome.CLIENT_GONE:
+            status = _CLIENT_CLOSED  # the stream's headers said 200; the client left before the end
+        request[_STATUS_KEY] = status
+        return response
 
     return observe
 

@@ -28,7 +28,9 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from function_node.errors import UpstreamError
 from function_node.metrics import NodeMetrics
 from function_node.node.backends import Backend, BackendPool, describe_failure
+from function_node.node.context import CONTEXT
 from function_node.node.stream import relay_stream
+from function_node.node.tracing import NO_TRACING
 from function_node.protocol import is_fxn_header
 
 __all__ = ["DROP_REQUEST_HEADERS", "DROP_RESPONSE_HEADERS", "forward", "request_headers", "response_headers"]
@@ -147,26 +149,26 @@ async def forward(
 ) -> web.StreamResponse:
     """Send ``body`` to a backend of ``pool`` at the request's path and relay the answer."""
     session = pool.session
+    context = request.app.get(CONTEXT)
+    tracing = context.tracing if context is not None else NO_TRACING
     tried: list[Backend] = []
     failure: _UnreachableError | None = None
     while True:
         try:
-            backend = pool.acquire(tried)
+            with tracing.span("backend.choose", **{"fxn.model": pool.name}):
+                backend = pool.acquire(tried)
         except UpstreamError as exc:
             if failure is None or exc.status == 429:
                 raise
             raise _exhausted(pool, failure) from exc
         tried.append(backend)
         try:
-            return await _exchange(
-                request,
-                session,
-                pool,
-                backend,
-                headers=request_headers(request.headers, backend.headers),
-                body=body,
-                metrics=metrics,
-            )
+            with tracing.span("upstream", **{"fxn.backend": backend.name}):
+                headers = request_headers(request.headers, backend.headers)
+                tracing.inject(headers)  # the backend joins the trace (W3C traceparent)
+                return await _exchange(
+                    request, session, pool, backend, headers=headers, body=body, metrics=metrics
+                )
         except _UnreachableError as exc:
             backend.error(metrics, exc.kind)
             if exc.unhealthy:

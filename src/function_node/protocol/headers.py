@@ -23,8 +23,10 @@ __all__ = [
     "V2_SCHEME",
     "AuthHeaders",
     "Reason",
+    "answer_is_signed",
     "auth_error",
     "is_fxn_header",
+    "is_protected_path",
     "is_wellformed_address",
     "is_wellformed_signature",
     "parse_auth_headers",
@@ -38,6 +40,9 @@ HEADER_AUTH_SCHEME: Final = "X-Fxn-Auth"
 HEADER_NODE: Final = "X-Fxn-Node"
 HEADER_RESPONSE_SIGNATURE: Final = "X-Fxn-Response-Signature"
 _FXN_HEADER_PREFIX: Final = "x-fxn-"
+_CHALLENGE_PATH: Final = "/challenge"
+_V1_PREFIX: Final = "/v1/"
+_UNSIGNED_ROUTES: Final = frozenset({"health", "ready", "metrics"})
 
 V2_SCHEME: Final = "2"
 MAX_NONCE_CHARS: Final = 128
@@ -93,6 +98,18 @@ REASON_STATUS: Final[Mapping[str, int]] = {
 def auth_error(reason: str, message: str, *, headers: dict[str, str] | None = None) -> AuthError:
     """An AuthError whose status is the one SPEC §5 gives ``reason``."""
     return AuthError(REASON_STATUS[reason], reason, message, headers=headers)
+
+
+def is_protected_path(path: str) -> bool:
+    """The routes that need the four headers, and whose answers the node signs: ``/v1/*``, ``/challenge``."""
+    return path == _CHALLENGE_PATH or path.startswith(_V1_PREFIX)
+
+
+def answer_is_signed(path: str) -> bool:
+    """Whether a caller must expect the node's signature on the answer to ``path``: everything but the
+    unauthenticated status routes. Judged on the last segment, so a node served under a path prefix is
+    checked too."""
+    return path.rstrip("/").rsplit("/", 1)[-1] not in _UNSIGNED_ROUTES
 
 
 def is_fxn_header(name: str) -> bool:
