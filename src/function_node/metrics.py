@@ -2,15 +2,38 @@
 
 No collector lives at module level: each app (and each test) builds its own :class:`NodeMetrics`
 with a fresh ``CollectorRegistry`` and reads samples back with ``registry.get_sample_value``.
+
+With ``--workers N`` each worker process writes its values to files in ``PROMETHEUS_MULTIPROC_DIR``
+(prometheus-client's multiprocess mode, chosen by that variable when the worker starts), and every
+worker's ``/metrics`` reads them all (:func:`exposition_registry`), so a scrape that reaches any worker
+sees the whole node and counters never go backwards. Each gauge says how its workers' values combine
+(``multiprocess_mode``): requests in flight add up; a backend is healthy only if every live worker's
+checks say so; the rest is the largest or the most recent value.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["LATENCY_BUCKETS", "NodeMetrics"]
+__all__ = ["LATENCY_BUCKETS", "MULTIPROC_DIR_ENV", "NodeMetrics", "exposition_registry"]
+
+MULTIPROC_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:
+    """What ``/metrics`` serves: ``own`` in one process, else every worker's values from the shared dir."""
+    directory = os.environ.get(MULTIPROC_DIR_ENV)
+    if not directory:
+        return own
+    from prometheus_client import multiprocess
+
+    shared = CollectorRegistry()
+    multiprocess.MultiProcessCollector(shared, path=directory)  # type: ignore[no-untyped-call]  # untyped upstream
+    return shared
+
 
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -49,7 +72,11 @@ class NodeMetrics:
             registry=r,
         )
         self.upstream_in_flight = Gauge(
-            "fxn_upstream_in_flight", "Requests in flight per backend", ["model", "backend"], registry=r
+            "fxn_upstream_in_flight",
+            "Requests in flight per backend",
+            ["model", "backend"],
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.upstream_errors = Counter(
             "fxn_upstream_errors_total",
@@ -62,9 +89,14 @@ class NodeMetrics:
             "1 if the backend passed its last health check",
             ["model", "backend"],
             registry=r,
+            multiprocess_mode="livemin",
         )
         self.registry_entries = Gauge(
-            "fxn_registry_entries", "Active entries in each registry", ["registry"], registry=r
+            "fxn_registry_entries",
+            "Active entries in each registry",
+            ["registry"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.registry_fetch_errors = Counter(
             "fxn_registry_fetch_errors_total", "Failed registry refreshes", ["registry"], registry=r
@@ -74,6 +106,7 @@ class NodeMetrics:
             "Unix time of the last successful registry refresh",
             ["registry"],
             registry=r,
+            multiprocess_mode="livemax",
         )
         self.challenges = Counter(
             "fxn_challenges_total", "Challenges answered", ["type", "outcome"], registry=r
@@ -90,15 +123,28 @@ class NodeMetrics:
             "Throughput of the last matrix challenge, tera-ops per second",
             ["backend"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.gpu_memory_used = Gauge(
-            "fxn_gpu_memory_used_bytes", "GPU memory in use (NVML)", ["gpu", "name"], registry=r
+            "fxn_gpu_memory_used_bytes",
+            "GPU memory in use (NVML)",
+            ["gpu", "name"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.gpu_memory_total = Gauge(
-            "fxn_gpu_memory_total_bytes", "GPU memory in total (NVML)", ["gpu", "name"], registry=r
+            "fxn_gpu_memory_total_bytes",
+            "GPU memory in total (NVML)",
+            ["gpu", "name"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.gpu_utilization = Gauge(
-            "fxn_gpu_utilization_ratio", "GPU utilisation, 0 to 1 (NVML)", ["gpu", "name"], registry=r
+            "fxn_gpu_utilization_ratio",
+            "GPU utilisation, 0 to 1 (NVML)",
+            ["gpu", "name"],
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.nonce_store_errors = Counter(
             "fxn_nonce_store_errors_total", "Nonce store failures (the node failed closed)", registry=r

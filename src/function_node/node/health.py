@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from function_node.errors import NonceStoreError
-from function_node.metrics import NodeMetrics
+from function_node.metrics import NodeMetrics, exposition_registry
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 
@@ -97,10 +97,10 @@ def add_status_routes(
 
 
 def _metrics_handler(metrics: NodeMetrics) -> Callable[[web.Request], Awaitable[web.Response]]:
+    registry = exposition_registry(metrics.registry)  # every worker's values with --workers N
+
     async def handler(request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return handler
 
