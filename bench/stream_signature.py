@@ -98,6 +98,7 @@ def stream_costs(streams: int, runs: int) -> float:
     cases: list[tuple[str, Callable[[], object], int]] = [
         (f"node: hash {len(chunks)} chunks ({len(wire)} B) + sign", sign_stream, streams),
         ("  of which: the hash updates alone", hash_only, streams * 5),
+        ("  of which: the one signature", lambda: answers.sign(200, body_sha256(wire)), streams),
         ("caller: StreamCheck (hash + recover)", check_stream, streams),
     ]
     medians: dict[str, float] = {}
