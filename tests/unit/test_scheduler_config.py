@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from function_node.challenges.matmul.driver import DEFAULT_PROOF_ROWS
 from function_node.errors import ConfigError
 from function_node.scheduler.config import load_scheduler_config, node_url_from_metadata
 
@@ -22,7 +23,8 @@ def test_minimal_file_with_defaults(tmp_path: Path) -> None:
     )
     assert config.nodes[0].url == "http://127.0.0.1:8080"
     assert config.interval == 300.0
-    assert (config.matmul.size, config.matmul.rows, config.concurrency) == (1024, 16, 4)
+    assert (config.matmul.size, config.matmul.rows, config.concurrency) == (1024, 32, 4)
+    assert config.matmul.rows == DEFAULT_PROOF_ROWS  # the same k as fxn challenge's
     assert config.key_path == tmp_path.resolve() / "schedulerkey.json"
     assert config.database_path == tmp_path.resolve() / "scheduler.db"
 

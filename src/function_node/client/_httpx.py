@@ -29,6 +29,7 @@ from function_node.signing import LocalSigner
 __all__ = ["FxnAuth"]
 
 _SSE = "text/event-stream"
+_DONE_EVENT = b"data: [DONE]\n\n"
 
 
 class FxnAuth(httpx.Auth):
@@ -119,6 +120,22 @@ def _raise_for(problem: str | None) -> None:
         raise NodeIdentityError(problem)
 
 
+class _DoneWatch:
+    """Whether a stream has reached ``data: [DONE]``. The openai SDK stops reading there (the sync client
+    closes the answer at once), so the node's signature line after it would never be read and the
+    stream never checked: the checked streams read that last line before they hand the event on."""
+
+    __slots__ = ("_tail",)
+
+    def __init__(self) -> None:
+        self._tail = b""
+
+    def reached(self, chunk: bytes) -> bool:
+        seen = _DONE_EVENT in chunk or _DONE_EVENT in self._tail + chunk[: len(_DONE_EVENT)]
+        self._tail = (self._tail + chunk[-len(_DONE_EVENT) :])[-len(_DONE_EVENT) :]
+        return seen
+
+
 class _SyncCheckedStream(httpx.SyncByteStream):
     """The raw (transfer-decoded) stream, checked as it is read; raises at its end when unsigned."""
 
@@ -129,8 +146,16 @@ class _SyncCheckedStream(httpx.SyncByteStream):
         self._check = check
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._inner:
+        done = _DoneWatch()
+        chunks = iter(self._inner)
+        for chunk in chunks:
             self._check.update(chunk)
+            if done.reached(chunk):
+                rest = b"".join(chunks)  # only the signature line is left
+                self._check.update(rest)
+                _raise_for(self._check.problem())
+                yield chunk + rest
+                return
             yield chunk
         _raise_for(self._check.problem())
 
@@ -146,8 +171,16 @@ class _AsyncCheckedStream(httpx.AsyncByteStream):
         self._check = check
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
+        done = _DoneWatch()
+        chunks = aiter(self._inner)
+        async for chunk in chunks:
             self._check.update(chunk)
+            if done.reached(chunk):
+                rest = b"".join([c async for c in chunks])  # only the signature line is left
+                self._check.update(rest)
+                _raise_for(self._check.problem())
+                yield chunk + rest
+                return
             yield chunk
         _raise_for(self._check.problem())
 

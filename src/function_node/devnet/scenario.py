@@ -58,7 +58,7 @@ def chat_completion(node_url: str, node_address: str, gateway: LocalSigner, mode
     """A streamed chat completion signed as the gateway (v2, bound to the node) through the openai SDK."""
     from openai import OpenAI, OpenAIError
 
-    from function_node.client import FxnAuth
+    from function_node.client import FxnAuth, NodeIdentityError
 
     started = time.perf_counter()
     with httpx.Client(auth=FxnAuth(gateway, node_address=node_address), timeout=30.0) as http:
@@ -72,7 +72,7 @@ def chat_completion(node_url: str, node_address: str, gateway: LocalSigner, mode
                 stream=True,
             )
             pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
-        except OpenAIError as exc:
+        except (OpenAIError, NodeIdentityError) as exc:  # NodeIdentityError: not signed by the node
             return Row(
                 "chat completion (openai SDK, streamed)", node_url, False, f"{type(exc).__name__}: {exc}"
             )

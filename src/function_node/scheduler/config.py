@@ -10,7 +10,7 @@ database: "scheduler.db"         # SQLite file of rounds and verdicts
 interval: "60s"                  # time between the starts of two rounds
 concurrency: 4                   # nodes probed at the same time
 requestTimeout: "120s"
-matmul: { size: 1024, rows: 16, backend: "auto" }
+matmul: { size: 1024, rows: 32, backend: "auto" }
 inference: { model: "", prompt: "Say hello.", maxTokens: 16 }   # model "" = the node's first model
 metrics: { listenAddress: "127.0.0.1:9464" }                    # "" = no /metrics listener
 logger: { verbosity: "warn", format: "console" }                # as in config.yaml; --debug wins
@@ -49,6 +49,9 @@ __all__ = [
 
 DEFAULT_FILE: Final = "scheduler.yaml"
 MAX_PROOF_ROWS: Final = 64  # SPEC §7.2: a node answers at most 64 rows per proof request
+# SPEC §7.2: a node that skipped 10% of the rows passes 32 random rows with probability 0.9^32 ≈ 3%
+# (the same default as ``fxn challenge --rows``, challenges.matmul.driver.DEFAULT_PROOF_ROWS).
+DEFAULT_PROOF_ROWS: Final = 32
 
 
 def _address(value: str) -> str:
@@ -78,7 +81,7 @@ class NodeTarget(ConfigModel):
 
 class MatmulProbe(ConfigModel):
     size: int = Field(default=1024, ge=2, le=16384)
-    rows: int = Field(default=16, ge=1, le=MAX_PROOF_ROWS)
+    rows: int = Field(default=DEFAULT_PROOF_ROWS, ge=1, le=MAX_PROOF_ROWS)
     backend: Literal["auto", "cpu", "gpu"] = "auto"
 
 
