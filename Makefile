@@ -3,7 +3,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SHELL := /bin/bash
 
-.PHONY: setup test test-fast test-backends check format demo bench clean
+# The shared proxy yardstick (docs/benchmarks.md): the node against aiohttp_auth, nginx, LiteLLM, ... in one run.
+BENCH_ANCHORS ?= ../shared/bench-anchors
+ANCHOR_ROUNDS ?= 5
+
+.PHONY: setup test test-fast test-backends check format demo bench bench-anchors clean
 
 setup:
 	@bash scripts/setup.sh
@@ -32,6 +36,12 @@ demo: setup
 
 bench: setup
 	for b in bench/*.py; do $(PY) $$b || exit 1; done
+
+bench-anchors: setup
+	@test -x $(BENCH_ANCHORS)/run_proxy_anchors.sh || { echo "bench-anchors: no yardstick at $(BENCH_ANCHORS) (set BENCH_ANCHORS=DIR)" >&2; exit 2; }
+	cd $(BENCH_ANCHORS) && ./run_proxy_anchors.sh --rounds $(ANCHOR_ROUNDS) --duration 3 \
+	  --scenarios chat:1,chat:64,sse:64 --targets direct,nginx,aiohttp,aiohttp_auth,node,litellm \
+	  --node-cmd '$(abspath $(VENV))/bin/fxn start --home {home}'
 
 clean:
 	rm -rf .stamps build dist .pytest_cache .mypy_cache .ruff_cache
