@@ -14,8 +14,8 @@ private and may change.
 from function_node.client._aiohttp import FxnClientSession, NodeAnswer
 from function_node.client._httpx import FxnAuth
 from function_node.client._signer import FxnSigner
-from function_node.client._verify import verify_response_signature
 from function_node.errors import NodeIdentityError
+from function_node.protocol import verify_answer as verify_response_signature
 
 __all__ = [
     "FxnAuth",

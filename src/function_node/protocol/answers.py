@@ -220,12 +220,15 @@ def verify_answer(
     body: bytes,
     signature: str | None = None,
 ) -> bool:
-    """True when ``node_address`` signed this answer to this request (SPEC §5).
+    """True when ``node_address`` signed this answer (``status`` and ``body``) to the request with
+    ``request_body`` and ``nonce`` that ``caller_address`` sent (SPEC §5). The client library exports it
+    as ``verify_response_signature``.
 
-    A plain answer: pass its ``X-Fxn-Response-Signature`` header as ``signature``. A streamed answer:
-    pass ``signature=None`` and the raw (transfer-decoded) stream as ``body``; it must end with the
-    ``: fxn-signature`` line, which signs every byte before it. Never raises: anything malformed is
-    simply not a valid signature.
+    * A plain answer: ``signature`` is its ``X-Fxn-Response-Signature`` header.
+    * A streamed answer: leave ``signature`` out and pass the whole raw (transfer-decoded) stream as
+      ``body``; its last line, ``: fxn-signature 0x…``, signs every byte before it.
+
+    Never raises: a malformed address or signature is simply not a valid signature.
     """
     address, caller = node_address.strip(), caller_address.strip()
     if not is_wellformed_address(address) or not is_wellformed_address(caller):
