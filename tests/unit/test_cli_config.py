@@ -205,7 +205,9 @@ def test_check_refuses_a_keystore_with_no_password_source_and_no_terminal(
 def test_check_and_start_refuse_a_backend_url_with_credentials(fxn_cli: FxnCli, fxn_env: Path) -> None:
     fxn_cli("init", "--plaintext")
     backend = fxn_env / "backend.yaml"
-    backend.write_text('models:\n  - name: m\n    backends:\n      - url: "http://admin:hunter2@127.0.0.1:9"\n')
+    backend.write_text(
+        'models:\n  - name: m\n    backends:\n      - url: "http://admin:hunter2@127.0.0.1:9"\n'
+    )
     expected = (
         f"{backend}:4: models.0.backends.0.url: backend url 'http://***@127.0.0.1:9' has credentials in "
         "it (user:password@), and backend URLs appear in logs and status pages (remove them from the URL "
