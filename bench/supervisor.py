@@ -6,7 +6,8 @@ Both run the same app (create_app) with N workers, the Redis nonce store and a d
 streams a token every 0.1 s. For each: start -> /health 200; memory (PSS of every process, after 200
 requests); kill -9 of one worker -> its replacement ready; SIGHUP after backend.yaml gains a model ->
 the first 200 for it, and whether the workers were replaced; a stream in flight across SIGHUP and
-across SIGTERM (does it finish?) and the exit code. gunicorn runs ``--preload`` (key read once in the
+across SIGTERM (does it finish?) and the exit code; then, started again, SIGHUP with a broken
+backend.yaml: does it still serve? gunicorn runs ``--preload`` (key read once in the
 arbiter, inherited by fork) with bench/_gunicorn_node.py.
 """
 
@@ -194,6 +195,16 @@ def measure(node: Node) -> dict[str, Any]:
     assert node.process.process is not None
     out["exit_code"] = node.process.process.wait(30)
     node.process.stop()
+    # Started again: SIGHUP with a broken backend.yaml (SPEC §4: refused, the old one stays in force).
+    node.write_models(["dev"])
+    before = node.ready_lines()
+    node.process.start()
+    wait(lambda: node.ok() and node.ready_lines() >= before + node.workers)
+    (node.home / "backend.yaml").write_text("models: [\n")
+    os.kill(node.pid, signal.SIGHUP)
+    time.sleep(5)
+    out["serves_after_broken_hup"] = node.process.running and node.ok()
+    node.process.stop()
     return out
 
 
@@ -225,7 +236,8 @@ def main() -> None:
             values = [r[key] for r in results[kind]]
             cells.append(f"{statistics.median(values):.2f} {unit} ({min(values):.2f}-{max(values):.2f})")
         print(f"{key:<36}" + "".join(f"{c:>26}" for c in cells))
-    for key in ("hup_replaces_workers", "stream_survives_hup", "stream_survives_term", "exit_code"):
+    flags = ("hup_replaces_workers", "stream_survives_hup", "stream_survives_term", "exit_code")
+    for key in (*flags, "serves_after_broken_hup"):
         print(f"{key:<36}" + "".join(f"{sorted({r[key] for r in results[k]})!s:>26}" for k in kinds))
     print(f"\ncommand: {' '.join([Path(sys.executable).name, *sys.argv])}")
 
