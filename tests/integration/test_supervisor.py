@@ -26,6 +26,7 @@ from function_node.devnet.redis_server import RedisServer
 from function_node.signing import LocalSigner
 from tests.fixtures.backend import SLOW_STREAM, FakeBackend
 from tests.fixtures.node import NodeProcess, model_doc
+from tests.fixtures.signed import sse_events
 
 pytestmark = pytest.mark.integration
 
@@ -192,27 +193,29 @@ def test_sigterm_with_workers_drains_the_stream_and_exits_0(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
     node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server).start()
-    _wait(lambda: len(_events(node, "listening")) == 2, "both workers to listen")
-    tokens = 30
-    with (
-        httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http,
-        http.stream(
-            "POST",
-            node.url + "/v1/chat/completions",
-            content=_chat(SLOW_STREAM, stream=True, max_tokens=tokens),
-        ) as resp,
-    ):
-        assert resp.status_code == 200
-        chunks = resp.iter_raw()
-        received = next(chunks)
-        node.process.signal(signal.SIGTERM)
-        node.wait_for_log(lambda d: d.get("event") == "stopping workers")
-        received += b"".join(chunks)
-    events = [e for e in received.decode().split("\n\n") if e]
-    assert events[-1] == "data: [DONE]"
-    assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
-    assert node.process.process is not None
-    assert node.process.process.wait(timeout=30) == 0
-    assert _events(node, "worker exited; restarting it") == []
-    assert fake_backend.cancelled_models() == []
-    node.stop()
+    try:
+        _wait(lambda: len(_events(node, "listening")) == 2, "both workers to listen")
+        tokens = 30
+        with (
+            httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http,
+            http.stream(
+                "POST",
+                node.url + "/v1/chat/completions",
+                content=_chat(SLOW_STREAM, stream=True, max_tokens=tokens),
+            ) as resp,
+        ):
+            assert resp.status_code == 200
+            chunks = resp.iter_raw()
+            received = next(chunks)
+            node.process.signal(signal.SIGTERM)
+            node.wait_for_log(lambda d: d.get("event") == "stopping workers")
+            received += b"".join(chunks)
+        events = sse_events(received)
+        assert events[-1] == "data: [DONE]"
+        assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
+        assert node.process.process is not None
+        assert node.process.process.wait(timeout=30) == 0
+        assert _events(node, "worker exited; restarting it") == []
+        assert fake_backend.cancelled_models() == []
+    finally:
+        node.stop()
