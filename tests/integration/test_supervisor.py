@@ -23,6 +23,7 @@ import pytest
 
 from function_node.client import FxnAuth
 from function_node.devnet.redis_server import RedisServer
+from function_node.metrics import MULTIPROC_DIR_ENV
 from function_node.signing import LocalSigner
 from tests.fixtures.backend import SLOW_STREAM, FakeBackend
 from tests.fixtures.node import NodeProcess, model_doc
@@ -159,7 +160,11 @@ def test_sighup_while_workers_start_reaches_them_without_killing_them(
 def test_a_worker_killed_with_9_is_restarted_and_the_node_keeps_serving(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
-    node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server).start()
+    node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server)
+    shared_metrics = tmp_path / "prometheus"
+    shared_metrics.mkdir()
+    node.process.env[MULTIPROC_DIR_ENV] = str(shared_metrics)
+    node.start()
     try:
         _wait(lambda: len(_events(node, "listening")) == 2, "both workers to listen")
         original = node.wait_for_log(lambda d: d.get("event") == "workers started")["pids"]
@@ -183,6 +188,12 @@ def test_a_worker_killed_with_9_is_restarted_and_the_node_keeps_serving(
                 for _ in range(10)
             }
             assert statuses == {200}
+        # Counted where any worker's /metrics shows it; the dead workers' live gauges are gone.
+        scraped = httpx.get(node.url + "/metrics", timeout=10).text
+        assert "fxn_worker_restarts_total 2.0" in scraped.splitlines()
+        live = [f.name for f in shared_metrics.glob("gauge_live*")]
+        assert any(name.endswith(f"_{restarted['pid']}.db") for name in live), live
+        assert not any(name.endswith(f"_{pid}.db") for pid in original for name in live), live
         assert node.process.running
     finally:
         assert node.stop() == 0

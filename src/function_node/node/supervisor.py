@@ -5,7 +5,9 @@
 * A worker that dies while the node is not stopping is restarted, after a delay that doubles from
   :data:`RESTART_MIN_S` to :data:`RESTART_MAX_S` and falls back once a worker has stayed up for
   :data:`STABLE_AFTER_S`; each restart is logged (``worker restarted``, with the slot's and the total
-  count). The other workers keep serving meanwhile.
+  count) and, with ``PROMETHEUS_MULTIPROC_DIR`` set, counted in ``fxn_worker_restarts_total`` (every
+  worker's ``/metrics`` shows it), where a dead worker's live gauges are also dropped. The other
+  workers keep serving meanwhile.
 * SIGHUP is passed to every worker, which re-reads backend.yaml in place (no restart: in-flight
   requests, pools and counters stay). SIGTERM or SIGINT is passed on as SIGTERM: workers drain, and
   any still running ``node.drainTimeout`` + :data:`KILL_GRACE_S` later are killed.
@@ -20,6 +22,7 @@ docs/architecture.md compares this with gunicorn's arbiter and aiohttp's worker,
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -27,7 +30,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from prometheus_client import Counter
+
 from function_node.logs import get_logger
+from function_node.metrics import MULTIPROC_DIR_ENV
 from function_node.node.signals import SUPERVISOR_SIGNALS
 
 __all__ = ["KILL_GRACE_S", "RESTART_MAX_S", "RESTART_MIN_S", "STABLE_AFTER_S", "Supervisor"]
@@ -63,10 +69,17 @@ class Supervisor:
     _kill_at: float | None = field(init=False, default=None)
     _restarts: int = field(init=False, default=0)
     _unclean: int = field(init=False, default=0)  # workers that ended badly while stopping
+    _restart_counter: Counter | None = field(init=False, default=None)
 
     def run(self) -> int:
         log = get_logger("fxn.node")
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)
+        if os.environ.get(MULTIPROC_DIR_ENV):
+            # Multiprocess mode: the value goes to this process's file in the shared directory, which
+            # every worker's /metrics reads; no registry of the supervisor's own is ever served.
+            self._restart_counter = Counter(
+                "fxn_worker_restarts_total", "Worker processes restarted after they died", registry=None
+            )
         try:
             self._slots = [_Slot(i) for i in range(self.workers)]
             for slot in self._slots:
@@ -106,6 +119,7 @@ class Supervisor:
             if process is None or process.poll() is None:
                 continue
             code = process.returncode
+            _forget_live_gauges(process.pid)
             if self._stopping:
                 slot.process = None
                 # -SIGTERM: a worker still starting (no handler yet) dies of the stop it was sent.
@@ -138,6 +152,8 @@ class Supervisor:
                 self._spawn(slot)
                 slot.restarts += 1
                 self._restarts += 1
+                if self._restart_counter is not None:
+                    self._restart_counter.inc()
                 get_logger("fxn.node").warning(
                     "worker restarted",
                     slot=slot.index,
@@ -182,3 +198,11 @@ class Supervisor:
             if slot.process is not None and slot.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     slot.process.send_signal(signum)
+
+
+def _forget_live_gauges(pid: int) -> None:
+    """In multiprocess mode, drop a dead worker's live* gauges (its in-flight counts, health)."""
+    if os.environ.get(MULTIPROC_DIR_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # untyped upstream
