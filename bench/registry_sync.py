@@ -5,7 +5,10 @@ Run: .venv/bin/python bench/registry_sync.py [--providers 10000] [--gateways 100
 Prints one table: median (and min/max) of each measurement over --runs, all taken in this one run,
 so the ratios compare like with like. "eth_call" is the RPC round trip (anvil executing the
 non-view ...Live function and shipping the ABI-encoded answer), "decode" is fast_abi turning it into
-records, "refresh" is CachedRegistry.refresh() end to end (calls + decode + frozenset + snapshot write).
+records, beside the two alternatives it was chosen over: plain eth_abi, and eth_abi with a fast address
+decoder registered in place of its own; "refresh" is CachedRegistry.refresh() end to end (calls +
+decode + frozenset + snapshot write). A last table decodes a hostile answer whose element offsets all
+point at one provider (valid for eth_abi, refused by fast_abi): how much it expands and how long it takes.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from eth_abi.abi import decode
+from eth_abi import decoding, encoding
+from eth_abi.abi import decode, encode
+from eth_abi.codec import ABICodec
+from eth_abi.registry import BaseEquals
+from eth_abi.registry import registry as default_abi_registry
 from eth_utils.abi import function_signature_to_4byte_selector
 
 from function_node.chain.cached import CachedRegistry
 from function_node.chain.client import ChainClient
 from function_node.chain.contracts import NetworkReader, decode_gateways, decode_providers
+from function_node.chain.fast_abi import AbiDecodeError, decode_tuple_array
 from function_node.chain.fetchers import fetch_gateways, fetch_providers
 from function_node.chain.snapshot import RegistryEntry, SnapshotStore
 from function_node.devnet.anvil import AnvilProcess
@@ -47,6 +55,23 @@ from function_node.registry.directory import CallerDirectory
 from function_node.registry.static import StaticRegistry
 
 NODE_KEY = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a"  # anvil account 2
+
+
+class _PlainAddressDecoder(decoding.AddressDecoder):
+    """eth_abi's address decoder without its normalisation step: lower-case hex of the 20 bytes."""
+
+    # eth_abi types decoder_fn for its own normaliser; this one takes the same 20 raw bytes.
+    decoder_fn = staticmethod(lambda raw: "0x" + bytes(raw).hex())  # type: ignore[assignment]
+
+
+def fast_address_codec() -> ABICodec:
+    """The alternative to fast_abi: eth_abi itself, with only its address decoder replaced."""
+    # eth_abi's registry API is untyped.
+    registry = default_abi_registry.copy()  # type: ignore[no-untyped-call]
+    registry.unregister("address")
+    equals = BaseEquals("address")  # type: ignore[no-untyped-call]
+    registry.register(equals, encoding.AddressEncoder, _PlainAddressDecoder, label="address")
+    return ABICodec(registry)
 
 
 def stats(samples: list[float]) -> tuple[float, float, float]:
@@ -112,6 +137,14 @@ async def chain_rows(rpc_url: str, router: str, runs: int, home: Path) -> list[t
                 decode([abi_type], data)
                 slow.append(time.perf_counter() - start)
             rows.append((f"{kind}: decode", slow, "eth_abi, for comparison"))
+            codec = fast_address_codec()
+            assert codec.decode([abi_type], data) == decode([abi_type], data)
+            patched: list[float] = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                codec.decode([abi_type], data)
+                patched.append(time.perf_counter() - start)
+            rows.append((f"{kind}: decode", patched, "eth_abi + fast address decoder"))
         metrics = NodeMetrics()
         store = SnapshotStore(home)
         for name, fetch in (("provider", fetch_providers(reader)), ("gateway", fetch_gateways(reader))):
@@ -166,6 +199,44 @@ def lookup_rows(owners: int) -> list[tuple[str, list[float], str]]:
         samples = [t / number for t in timeit.repeat(stmt, number=number, repeat=5)]
         rows.append((label, samples, f"{owners} owners, per call"))
     return rows
+
+
+def hostile_rows(runs: int, rows: int = 10_000, metadata: int = 4096) -> list[tuple[str, list[float], str]]:
+    """Every element offset points at one provider tuple: eth_abi decodes ``rows`` copies of it."""
+    abi_type = "(address,bytes,uint256,uint256,string,bool)[]"
+    one = encode([abi_type], [[("0x" + "ab" * 20, b"id", 2, 3, "x" * metadata, False)]])
+    data = (
+        (32).to_bytes(32, "big")
+        + rows.to_bytes(32, "big")
+        + (32 * rows).to_bytes(32, "big") * rows
+        + one[96:]
+    )
+    slow: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        (decoded,) = decode([abi_type], data)
+        slow.append(time.perf_counter() - start)
+    expanded = sum(len(r[1]) + len(r[4]) for r in decoded)
+    del decoded
+    fast: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        try:
+            decode_tuple_array(data, "abuuso")
+        except AbiDecodeError:
+            pass
+        else:
+            raise AssertionError("fast_abi accepted overlapping values")
+        fast.append(time.perf_counter() - start)
+    ratio = expanded / len(data)
+    return [
+        (
+            "hostile answer: eth_abi decode",
+            slow,
+            f"{len(data) / 1e3:.0f} kB in, {expanded / 1e6:.0f} MB of strings out ({ratio:.0f}x)",
+        ),
+        ("hostile answer: fast_abi refuses", fast, "values must not overlap"),
+    ]
 
 
 def node_rows(rpc_url: str, router: str, runs: int, root: Path) -> list[tuple[str, list[float], str]]:
@@ -255,6 +326,7 @@ def main() -> None:
             router, setup_s = populate(anvil.rpc_url, args.providers, args.gateways)
             rows = asyncio.run(chain_rows(anvil.rpc_url, router, args.runs, root / "home"))
             rows += lookup_rows(args.providers)
+            rows += hostile_rows(args.runs)
             if not args.no_node:
                 rows += node_rows(anvil.rpc_url, router, min(args.runs, 3), root)
     print(

@@ -9,6 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from function_node.chain.client import ChainClient
+from function_node.chain.snapshot import RegistryEntry, Snapshot, SnapshotStore
 from function_node.config.settings import Settings
 from function_node.devnet.anvil import AnvilProcess
 from function_node.devnet.deploy import DEV_GATEWAY, DEV_PROVIDER, DEV_SCHEDULER, ProviderSpec
@@ -22,8 +23,13 @@ from tests.fixtures.anvil import ChainNet
 pytestmark = pytest.mark.integration
 
 
-def settings_for(chain: ChainNet, *rpc: str, **registry: object) -> Settings:
+ANVIL_CHAIN_ID = 31337
+INTRUDER = "0x" + "9" * 40  # a gateway that only a stale or foreign snapshot knows
+
+
+def settings_for(chain: ChainNet, *rpc: str, chain_id: int = 0, **registry: object) -> Settings:
     doc: dict[str, object] = {
+        "chainId": chain_id,
         "rpcProvider": list(rpc) or [chain.rpc_url],
         "registry": {
             "routerSmartContractAddress": chain.deployment.router,
@@ -182,6 +188,83 @@ async def test_rpc_outage_keeps_data_counts_errors_and_snapshot_survives_restart
         assert fetch_errors(restarted_metrics, "gateway") >= 1
     finally:
         await again.close()
+
+
+def save_gateway_snapshot(home: Path, chain: ChainNet, chain_id: int, fetched_at: float) -> None:
+    source = f"router={chain.deployment.router}"
+    SnapshotStore(home).save(Snapshot("gateway", source, chain_id, fetched_at, (RegistryEntry(INTRUDER),)))
+
+
+async def test_a_snapshot_stamped_a_year_ahead_does_not_hold_back_the_chain(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    # A home restored from a machine whose clock ran a year fast: its fresh-looking snapshot lists a
+    # gateway the chain does not. The chain's answer must replace it at once, not be dropped as "older".
+    import time
+
+    save_gateway_snapshot(fxn_home, chain, ANVIL_CHAIN_ID, time.time() + 365 * 86400)
+    regs = await open_registries(settings_for(chain, chain_id=ANVIL_CHAIN_ID), fxn_home, metrics)
+    try:
+        await regs.start()
+        assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+        assert regs.directory.role_of(INTRUDER) is None
+        gateway = regs.chain_registry("gateway")
+        assert gateway is not None
+        last = gateway.status().last_success
+        assert last is not None and last <= time.time()
+    finally:
+        await regs.close()
+
+
+@pytest.mark.parametrize("config_chain_id", [ANVIL_CHAIN_ID, 0])
+async def test_a_snapshot_of_another_chain_is_never_served(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics, config_chain_id: int
+) -> None:
+    # Same Router address, another chain (anvil deploys to the same addresses on every chain).
+    import time
+
+    save_gateway_snapshot(fxn_home, chain, 1, time.time() - 10)
+    settings = settings_for(chain, chain_id=config_chain_id)
+    if config_chain_id:  # pinned: ignored at load, even with the RPC down
+        chain.anvil.stop()
+    regs = await open_registries(settings, fxn_home, metrics)
+    try:
+        with capture_logs() as logs:
+            await regs.start()
+        events = {e["event"]: e for e in logs if e.get("registry") == "gateway"}
+        if config_chain_id:
+            assert events["registry_snapshot_ignored"]["reason"] == (
+                f"it came from chain id 1, config.yaml chainId is {ANVIL_CHAIN_ID}"
+            )
+            for caller in (INTRUDER, DEV_GATEWAY):  # nothing is known: fail closed
+                with pytest.raises(RegistryError, match=r"gateway \(not loaded\)"):
+                    regs.directory.role_of(caller)
+        else:  # unpinned: dropped by the first RPC answer, before anything else is read
+            assert events["registry_data_dropped"]["reason"] == (
+                f"the data came from chain id 1, the rpcProvider serves {ANVIL_CHAIN_ID}"
+            )
+            assert regs.directory.role_of(INTRUDER) is None
+            assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
+    finally:
+        await regs.close()
+
+
+async def test_an_rpc_of_another_chain_than_chain_id_is_refused(
+    chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
+) -> None:
+    regs = await open_registries(settings_for(chain, chain_id=1), fxn_home, metrics)
+    try:
+        await regs.start()
+        gateway = regs.chain_registry("gateway")
+        assert gateway is not None and not gateway.status().loaded
+        assert gateway.status().error == (
+            f"the rpcProvider serves chain id {ANVIL_CHAIN_ID}, but config.yaml says chainId: 1; point "
+            "rpcProvider at that chain or correct chainId"
+        )
+        assert fetch_errors(metrics, "gateway") == 1
+        assert not (fxn_home / "registry-cache" / "gateway.json").exists()
+    finally:
+        await regs.close()
 
 
 async def test_no_snapshot_and_no_rpc_fails_closed(

@@ -163,6 +163,12 @@ async def test_identity_over_http(scheduler: Send, node_signer: LocalSigner) -> 
             "matrix_too_large",
             "matrix A has 9 columns; the limit is maxExplicitSize=8",
         ),
+        (  # overflows float64: used to be 200 with "C": [[null]]
+            {"type": "MATRIX_MULTIPLICATION", "payload": {"A": [[1e200, 1]], "B": [[1e200], [1]]}},
+            400,
+            "non_finite_result",
+            "the product A·B overflows float64 (an entry is infinite or not a number); send smaller values",
+        ),
         (
             {"type": "ENDPOINT_REACHABLE", "payload": "http://169.254.169.254/"},
             400,

@@ -28,11 +28,30 @@ C = "0x" + "c" * 40
 
 
 class Clock:
+    """A wall clock and a monotonic one. ``now += s`` is time passing (both move); ``set_wall`` steps
+    the wall clock alone, as NTP or an operator does."""
+
     def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
+        self._wall = now
+        self._mono = 500.0
+
+    @property
+    def now(self) -> float:
+        return self._wall
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self._mono += value - self._wall
+        self._wall = value
+
+    def set_wall(self, value: float) -> None:
+        self._wall = value
 
     def __call__(self) -> float:
-        return self.now
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
 
 
 class ScriptedFetch:
@@ -66,6 +85,8 @@ def make(
     source: str = "router=0x1",
     poll: float = 60.0,
     staleness: float = 3600.0,
+    chain: ChainIds | None = None,
+    expected_chain_id: int = 0,
 ) -> CachedRegistry:
     return CachedRegistry(
         "gateway",
@@ -75,8 +96,21 @@ def make(
         max_staleness=staleness,
         metrics=metrics,
         snapshots=store,
+        chain_id=chain,
+        expected_chain_id=expected_chain_id,
         clock=clock,
+        monotonic=clock.monotonic,
     )
+
+
+class ChainIds:
+    """The chain id an RPC reports: ``value`` can change, as when rpcProvider is pointed elsewhere."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    async def __call__(self) -> int:
+        return self.value
 
 
 def sample(metrics: NodeMetrics, name: str, registry: str = "gateway") -> float | None:
@@ -196,7 +230,7 @@ async def test_refresh_writes_a_snapshot_that_a_new_instance_loads(
 async def test_old_snapshot_loads_as_stale(metrics: NodeMetrics, tmp_path: Path) -> None:
     clock = Clock()
     store = SnapshotStore(tmp_path)
-    store.save(Snapshot("gateway", "router=0x1", clock.now - 7200, (RegistryEntry(A),)))
+    store.save(Snapshot("gateway", "router=0x1", 0, clock.now - 7200, (RegistryEntry(A),)))
     registry = make(ScriptedFetch([]), metrics, clock, store, staleness=3600)
     assert registry.load_snapshot()
     assert registry.status().loaded and registry.status().stale
@@ -204,7 +238,7 @@ async def test_old_snapshot_loads_as_stale(metrics: NodeMetrics, tmp_path: Path)
 
 async def test_snapshot_from_another_network_is_ignored(metrics: NodeMetrics, tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path)
-    store.save(Snapshot("gateway", "router=0xother", 1.0, (RegistryEntry(A),)))
+    store.save(Snapshot("gateway", "router=0xother", 0, 1.0, (RegistryEntry(A),)))
     registry = make(ScriptedFetch([]), metrics, Clock(), store)
     with capture_logs() as logs:
         assert not registry.load_snapshot()
@@ -237,7 +271,7 @@ async def test_snapshot_save_leaves_no_temporary_files(metrics: NodeMetrics, tmp
 async def test_snapshot_older_than_loaded_data_is_not_installed(metrics: NodeMetrics, tmp_path: Path) -> None:
     clock = Clock()
     store = SnapshotStore(tmp_path)
-    store.save(Snapshot("gateway", "router=0x1", clock.now - 10, (RegistryEntry(B),)))
+    store.save(Snapshot("gateway", "router=0x1", 0, clock.now - 10, (RegistryEntry(B),)))
     registry = make(ScriptedFetch([RegistryEntry(A)]), metrics, clock, None)
     await registry.refresh()
     registry._snapshots = store
@@ -260,7 +294,14 @@ async def test_a_slow_older_fetch_does_not_roll_data_back(metrics: NodeMetrics) 
             return [RegistryEntry(B)]
 
     registry = CachedRegistry(
-        "gateway", Slow(), source="s", poll_interval=60, max_staleness=60, metrics=metrics, clock=clock
+        "gateway",
+        Slow(),
+        source="s",
+        poll_interval=60,
+        max_staleness=60,
+        metrics=metrics,
+        clock=clock,
+        monotonic=clock.monotonic,
     )
     slow = asyncio.create_task(registry.refresh())
     await asyncio.sleep(0)
@@ -314,3 +355,141 @@ async def test_status_turns_fresh_again_after_a_refresh_and_tracks_errors(metric
     await registry.refresh()
     status = registry.status()
     assert (status.stale, status.error, status.entries, status.last_success) == (False, "", 2, clock.now)
+
+
+# --- time and network identity (SPEC §8): a future stamp, a clock stepped back, another chain ------
+
+
+YEAR = 365 * 86400.0
+
+
+async def test_a_snapshot_stamped_in_the_future_counts_as_fetched_now(
+    metrics: NodeMetrics, tmp_path: Path
+) -> None:
+    clock = Clock()
+    store = SnapshotStore(tmp_path)
+    store.save(Snapshot("gateway", "router=0x1", 0, clock.now + YEAR, (RegistryEntry(B),)))
+    registry = make(
+        ScriptedFetch(ChainError("down"), [RegistryEntry(A)]), metrics, clock, store, staleness=60
+    )
+    with capture_logs() as logs:
+        assert registry.load_snapshot()
+    assert [(e["event"], e["ahead_s"]) for e in logs if "future" in e["event"]] == [
+        ("registry_snapshot_from_the_future", YEAR)
+    ]
+    assert registry.status().last_success == clock.now  # clamped, not a year ahead
+    assert not await registry.refresh()
+    clock.now += 61
+    assert registry.status().stale  # it ages like any snapshot: trusted for maxStaleness, not a year
+    # The next fetch is not "older" than the future stamp: it replaces the snapshot's data.
+    assert await registry.refresh()
+    assert registry.contains(A) and not registry.contains(B)
+    assert not registry.status().stale
+
+
+async def test_a_wall_clock_stepped_back_neither_drops_fetches_nor_delays_staleness(
+    metrics: NodeMetrics,
+) -> None:
+    clock = Clock()
+    registry = make(
+        ScriptedFetch([RegistryEntry(A)], [RegistryEntry(B)], ChainError("down")),
+        metrics,
+        clock,
+        staleness=60,
+    )
+    assert await registry.refresh()
+    clock.set_wall(clock.now - YEAR)  # the operator fixes a clock that ran a year ahead
+    clock.now += 1
+    assert await registry.refresh()
+    assert registry.contains(B) and not registry.contains(A)
+    assert not await registry.refresh()
+    clock.now += 61
+    assert registry.status().stale
+    clock.set_wall(clock.now - YEAR)  # stepping the wall clock back again does not make the data fresh
+    assert registry.status().stale
+
+
+async def test_refresh_records_the_chain_id_in_the_snapshot(metrics: NodeMetrics, tmp_path: Path) -> None:
+    registry = make(
+        ScriptedFetch([RegistryEntry(A)]), metrics, Clock(), SnapshotStore(tmp_path), chain=ChainIds(8453)
+    )
+    assert await registry.refresh()
+    saved = json.loads((tmp_path / "registry-cache" / "gateway.json").read_text())
+    assert (saved["format"], saved["source"], saved["chainId"]) == (2, "router=0x1", 8453)
+
+
+@pytest.mark.parametrize(
+    ("saved", "reason"),
+    [
+        (
+            Snapshot("gateway", "router=0x2", 1, 999_000.0, (RegistryEntry(A),)),
+            "it was read through router=0x2, this node reads router=0x1",
+        ),
+        (
+            Snapshot("gateway", "router=0x1", 8453, 999_000.0, (RegistryEntry(A),)),
+            "it came from chain id 8453, config.yaml chainId is 1",
+        ),
+        (
+            Snapshot("gateway", "router=0x1", 0, 999_000.0, (RegistryEntry(A),)),
+            "it came from chain id 0, config.yaml chainId is 1",
+        ),
+    ],
+)
+async def test_a_snapshot_of_another_contract_or_chain_is_ignored(
+    metrics: NodeMetrics, tmp_path: Path, saved: Snapshot, reason: str
+) -> None:
+    store = SnapshotStore(tmp_path)
+    store.save(saved)
+    registry = make(ScriptedFetch(ChainError("down")), metrics, Clock(), store, expected_chain_id=1)
+    with capture_logs() as logs:
+        assert not registry.load_snapshot()
+    assert [e["reason"] for e in logs if e["event"] == "registry_snapshot_ignored"] == [reason]
+    assert not registry.status().loaded and not registry.contains(A)
+
+
+async def test_a_format_1_snapshot_without_a_chain_id_is_ignored(
+    metrics: NodeMetrics, tmp_path: Path
+) -> None:
+    (tmp_path / "registry-cache").mkdir()
+    (tmp_path / "registry-cache" / "gateway.json").write_text(
+        json.dumps(
+            {"format": 1, "name": "gateway", "source": "router=0x1", "fetchedAt": 999_999.0, "entries": []}
+        )
+    )
+    registry = make(ScriptedFetch([]), metrics, Clock(), SnapshotStore(tmp_path))
+    with capture_logs() as logs:
+        assert not registry.load_snapshot()
+    assert [e["reason"] for e in logs if e["event"] == "registry_snapshot_ignored"] == [
+        "unreadable or old format"
+    ]
+
+
+async def test_an_rpc_of_another_chain_drops_a_snapshot_of_the_first(
+    metrics: NodeMetrics, tmp_path: Path
+) -> None:
+    # No chainId in config: the snapshot is matched on its contract, then its chain id is checked
+    # against the first RPC that answers; data of the wrong chain is not served a moment longer.
+    store = SnapshotStore(tmp_path)
+    store.save(Snapshot("gateway", "router=0x1", 1, 999_990.0, (RegistryEntry(A),)))
+    rpc = ChainIds(8453)
+    registry = make(ScriptedFetch(ChainError("registry call reverted")), metrics, Clock(), store, chain=rpc)
+    assert registry.load_snapshot() and registry.contains(A)
+    with capture_logs() as logs:
+        assert not await registry.refresh()
+    assert [e["reason"] for e in logs if e["event"] == "registry_data_dropped"] == [
+        "the data came from chain id 1, the rpcProvider serves 8453"
+    ]
+    assert not registry.contains(A) and not registry.status().loaded
+    assert sample(metrics, "fxn_registry_entries") == 0
+
+
+async def test_an_rpc_serving_a_chain_other_than_chain_id_fails_the_refresh(metrics: NodeMetrics) -> None:
+    fetch = ScriptedFetch([RegistryEntry(A)])
+    registry = make(fetch, metrics, Clock(), chain=ChainIds(8453), expected_chain_id=1)
+    assert not await registry.refresh()
+    assert registry.status().error == (
+        "the rpcProvider serves chain id 8453, but config.yaml says chainId: 1; point rpcProvider at that "
+        "chain or correct chainId"
+    )
+    assert fetch.calls == 0 and not registry.contains(A)
+    assert sample(metrics, "fxn_registry_fetch_errors_total") == 1

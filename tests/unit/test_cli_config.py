@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 from function_node.keys import load_signer
 from tests.fixtures.foundation import TEST_PASSWORD, FxnCli
+from tests.fixtures.node import FXN
 
 PW = {"FXN_KEY_PASSWORD": TEST_PASSWORD}
 
@@ -200,3 +202,23 @@ def test_check_refuses_a_keystore_with_no_password_source_and_no_terminal(
         f"{fxn_env / 'nodekey.json'}: can be read by group or others (mode 0644) "
         f"(run `chmod 600 {fxn_env / 'nodekey.json'}`)"
     )
+
+
+def test_check_and_start_refuse_a_backend_url_with_credentials(fxn_cli: FxnCli, fxn_env: Path) -> None:
+    fxn_cli("init", "--plaintext")
+    backend = fxn_env / "backend.yaml"
+    backend.write_text(
+        'models:\n  - name: m\n    backends:\n      - url: "http://admin:hunter2@127.0.0.1:9"\n'
+    )
+    expected = (
+        f"{backend}:4: models.0.backends.0.url: backend url 'http://***@127.0.0.1:9' has credentials in "
+        "it (user:password@), and backend URLs appear in logs and status pages (remove them from the URL "
+        'and reference the secret by environment variable: apiKeyEnv, or headers: {Authorization: "Basic '
+        '${ENV_NAME}"})'
+    )
+    check = fxn_cli("config", "check")
+    assert (check.code, check.stderr.splitlines()) == (2, [expected, "1 problem(s) found"])
+    # `fxn start` as a process (in-process it would leave the logging bound to this test's stdout).
+    start = subprocess.run([FXN, "start"], capture_output=True, text=True, timeout=60, check=False)
+    assert (start.returncode, start.stderr.splitlines()) == (2, [f"error: {expected}"])
+    assert "hunter2" not in check.stderr + start.stderr + start.stdout

@@ -183,3 +183,36 @@ def test_health_check_unhealthy_after(fxn_home: Path) -> None:
     assert [(p.line, p.message) for p in _problems(fxn_home)] == [
         (4, "models.0.healthCheck.unhealthyAfter: Input should be greater than or equal to 1")
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:s3cret@127.0.0.1:8000/v1", "http://***@127.0.0.1:8000"),
+        ("https://token@api.example.com", "https://***@api.example.com"),
+        ("http://:pw@[::1]:9", "http://***@[::1]:9"),
+    ],
+)
+def test_credentials_in_a_backend_url_are_refused(fxn_home: Path, url: str, shown: str) -> None:
+    path = _write(
+        fxn_home,
+        f"""
+        models:
+          - name: "m"
+            backends:
+              - url: "http://127.0.0.1:8001"
+              - url: "{url}"
+        """,
+    )
+    problems = _problems(fxn_home)
+    assert [(p.file, p.line, p.message, p.fix) for p in problems] == [
+        (
+            str(path),
+            5,
+            f"models.0.backends.1.url: backend url {shown!r} has credentials in it (user:password@), "
+            "and backend URLs appear in logs and status pages",
+            "remove them from the URL and reference the secret by environment variable: apiKeyEnv, "
+            'or headers: {Authorization: "Basic ${ENV_NAME}"}',
+        )
+    ]
+    assert all("s3cret" not in str(p) and "token" not in str(p) for p in problems)

@@ -132,8 +132,8 @@ def test_unknown_keys_get_did_you_mean(fxn_home: Path) -> None:
     assert [str(p) for p in problems] == [
         f"{path}:2: unknown key `node.listenprot` (did you mean `listenPort`?)",
         f"{path}:5: unknown key `nonceCache.redisURL` (did you mean `redisUrl`?)",
-        f"{path}:6: unknown key `colour` (remove it; the keys here are node, logger, rpcProvider, registry, "
-        "schedulerAddress, auth, nonceCache, proxy, metrics, tracing, challenge)",
+        f"{path}:6: unknown key `colour` (remove it; the keys here are node, logger, rpcProvider, chainId, "
+        "registry, schedulerAddress, auth, nonceCache, proxy, metrics, tracing, challenge)",
     ]
 
 

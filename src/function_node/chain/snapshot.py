@@ -3,7 +3,9 @@
 A node restarted while its RPC providers are down still knows its callers: at start each cached
 registry loads ``<home>/registry-cache/<name>.json``. The snapshot keeps the time it was fetched, so
 its age still counts toward ``maxStaleness``; and it records which network it came from (``source``,
-e.g. the Router address), so a node pointed at another network never trusts an old snapshot.
+the configured contract such as ``router=0x…``, and the chain id the RPC reported), so a node pointed
+at another network never trusts an old snapshot (SPEC §8). Which snapshot to trust is decided by
+:class:`function_node.chain.cached.CachedRegistry`; this module only reads and writes them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import orjson
 __all__ = ["SNAPSHOT_DIR", "RegistryEntry", "Snapshot", "SnapshotStore"]
 
 SNAPSHOT_DIR: Final = "registry-cache"
-_FORMAT: Final = 1
+# 2: the chain id was added; a format-1 file (no chain id) is never trusted.
+_FORMAT: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +38,9 @@ class RegistryEntry:
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     name: str
-    source: str
-    fetched_at: float  # unix seconds
+    source: str  # the configured contract the entries were read through, e.g. "router=0x…"
+    chain_id: int  # what the RPC reported when they were fetched; 0 = unknown
+    fetched_at: float  # unix seconds, by the clock of the node that fetched them
     entries: tuple[RegistryEntry, ...]
 
 
@@ -56,6 +60,7 @@ class SnapshotStore:
             "format": _FORMAT,
             "name": snapshot.name,
             "source": snapshot.source,
+            "chainId": snapshot.chain_id,
             "fetchedAt": snapshot.fetched_at,
             "entries": snapshot.entries,  # orjson writes dataclasses natively (fast for 10k entries)
         }
@@ -72,11 +77,11 @@ class SnapshotStore:
             raise
         return target
 
-    def load(self, name: str, source: str) -> Snapshot | None:
-        """The snapshot of ``name`` if it exists, parses, and came from ``source``; else None."""
+    def load(self, name: str) -> Snapshot | None:
+        """The snapshot of ``name`` if it exists and parses in the current format; else None."""
         try:
             payload = orjson.loads(self.path(name).read_bytes())
-            if payload.get("format") != _FORMAT or payload.get("source") != source:
+            if payload.get("format") != _FORMAT:
                 return None
             entries = tuple(
                 RegistryEntry(
@@ -87,9 +92,13 @@ class SnapshotStore:
                 )
                 for e in payload["entries"]
             )
+            chain_id = payload["chainId"]
+            if isinstance(chain_id, bool) or not isinstance(chain_id, int):
+                return None
             return Snapshot(
                 name=str(payload["name"]),
-                source=source,
+                source=str(payload["source"]),
+                chain_id=chain_id,
                 fetched_at=float(payload["fetchedAt"]),
                 entries=entries,
             )

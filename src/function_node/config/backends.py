@@ -56,6 +56,15 @@ class BackendEndpoint(ConfigModel):
         parts = urlsplit(value.strip())
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ValueError(f"backend url {value!r} must be an http:// or https:// URL with a host")
+        if "@" in parts.netloc:
+            # Backend URLs are shown in logs, /metrics and /ready: a password in one would be public.
+            # The message repeats the URL without what precedes the "@".
+            shown = f"{parts.scheme}://***@{parts.netloc.rpartition('@')[2]}"
+            raise ValueError(
+                f"backend url {shown!r} has credentials in it (user:password@), and backend URLs "
+                "appear in logs and status pages; remove them from the URL and reference the secret "
+                'by environment variable: apiKeyEnv, or headers: {Authorization: "Basic ${ENV_NAME}"}'
+            )
         return value.strip()
 
     @property

@@ -235,6 +235,7 @@ class Settings(ConfigModel):
     node: NodeSettings = Field(default_factory=NodeSettings)
     logger: LoggerSettings = Field(default_factory=LoggerSettings)
     rpc_provider: list[str] = Field(default_factory=list)
+    chain_id: int = Field(default=0, ge=0)  # 0: any; else every RPC must serve this chain (SPEC §3)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     scheduler_address: list[str] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)

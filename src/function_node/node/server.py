@@ -1,22 +1,21 @@
 """Run the node: uvloop, the listener(s), signals, and ``--workers N``.
 
-* SIGHUP re-reads backend.yaml; a broken file is refused, logged, and the one in force is kept.
+* SIGHUP re-reads backend.yaml; a broken file is refused, logged, and the one in force is kept. One
+  that arrived while the node was starting is applied once it serves (:mod:`function_node.node.signals`).
 * SIGTERM / SIGINT stop accepting connections, let in-flight requests and streams finish for up to
   ``node.drainTimeout``, close every resource, and exit 0.
 * ``workers > 1`` starts that many worker processes bound to the same port with SO_REUSEPORT (the
-  kernel spreads connections over them). The supervisor decrypts the key once and hands it to each
-  worker on its stdin, never in argv or the environment; it forwards SIGHUP and SIGTERM to them.
+  kernel spreads connections over them), kept running by :class:`function_node.node.supervisor.Supervisor`:
+  it decrypts the key once and hands it to each worker on its stdin, never in argv or the environment,
+  restarts a worker that dies, and passes SIGHUP and SIGTERM on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final
@@ -28,13 +27,13 @@ from function_node.config.settings import Settings
 from function_node.errors import ConfigError
 from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
+from function_node.node.signals import early_hangup, install_early_hangup, unblock_inherited_signals
 from function_node.signing import LocalSigner
 
 __all__ = ["reload_backends", "run_node", "serve", "tune_gc"]
 
 _BACKLOG: Final = 2048
 _READY_POLL_S: Final = 0.5
-_SUPERVISOR_POLL_S: Final = 0.2
 # The cyclic GC's first-generation threshold while serving (CPython's default is 700). Each request in
 # flight holds a few hundred tracked objects, so with 64 requests in flight the default ran a young
 # collection every ~15 requests (~30 µs per request, bench/proxy.py); most of those objects die by
@@ -135,7 +134,11 @@ async def serve(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        early = early_hangup()  # before the loop's handler replaces it; its flag is read after
         loop.add_signal_handler(signal.SIGHUP, reload_backends, app, backends_path(home))
+        if early is not None and early.pending:
+            log.info("SIGHUP arrived while starting; re-reading backend.yaml now")
+            reload_backends(app, backends_path(home))
         await stop.wait()
         log.info("stopping: draining in-flight requests", drain_timeout_s=settings.node.drain_timeout)
     finally:
@@ -189,46 +192,20 @@ def run_node(settings: Settings, backends: BackendConfig, signer: LocalSigner, h
 
 
 def _supervise(settings: Settings, signer: LocalSigner, home: Path) -> int:
-    log = get_logger("fxn.node")
+    from function_node.node.supervisor import Supervisor
+
     argv = [sys.executable, "-m", "function_node.node.server", "--home", str(home)]
     argv += ["--workers", str(settings.node.workers), "--port", str(settings.node.listen_port)]
-    children: list[subprocess.Popen[bytes]] = []
-    stopping = False
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = stopping or signum in (signal.SIGTERM, signal.SIGINT)
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    for _ in range(settings.node.workers):
-        child = subprocess.Popen(argv, stdin=subprocess.PIPE)
-        children.append(child)
-        if child.stdin is not None:  # always, with stdin=PIPE
-            child.stdin.write(signer.private_key.hex().encode())
-            child.stdin.close()
-    log.info("workers started", workers=len(children), pids=[c.pid for c in children])
-    while any(c.poll() is None for c in children):
-        if not stopping and any(c.poll() not in (None, 0) for c in children):
-            log.error("a worker exited unexpectedly; stopping the others")
-            stopping = True
-            for child in children:
-                with contextlib.suppress(ProcessLookupError):
-                    child.send_signal(signal.SIGTERM)
-        time.sleep(_SUPERVISOR_POLL_S)
-    codes = [c.returncode for c in children]
-    log.info("workers stopped", exit_codes=codes)
-    # A worker still starting when the forwarded SIGTERM/SIGINT arrived has no handler yet and dies
-    # of the signal itself: that is the stop we asked for, not a failure.
-    asked = {0, -signal.SIGTERM, -signal.SIGINT} if stopping else {0}
-    return 0 if all(code in asked for code in codes) else 1
+    supervisor = Supervisor(
+        argv, signer.private_key, settings.node.workers, drain_timeout=settings.node.drain_timeout
+    )
+    return supervisor.run()
 
 
 def _worker_main() -> None:
     """A worker process: key from stdin, config from the home directory, SO_REUSEPORT listener."""
+    install_early_hangup()
+    unblock_inherited_signals()  # a SIGHUP the supervisor passed on since the spawn is taken now
     import argparse
 
     from function_node.config.loader import load_backends, load_settings

@@ -181,6 +181,8 @@ async def open_registries(
             max_staleness=stale,
             metrics=metrics,
             snapshots=store,
+            chain_id=client.chain_id,
+            expected_chain_id=settings.chain_id,
         )
         out.chain.append(registry)
         return registry
