@@ -13,14 +13,43 @@ checks say so; the rest is the largest or the most recent value.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["LATENCY_BUCKETS", "MULTIPROC_DIR_ENV", "NodeMetrics", "exposition_registry"]
+__all__ = ["LATENCY_BUCKETS", "MULTIPROC_DIR_ENV", "NodeMetrics", "exposition_registry", "multiprocess_mode"]
 
 MULTIPROC_DIR_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def multiprocess_mode() -> Iterator[Path]:
+    """Multiprocess mode for this process and the workers it starts (they inherit the environment).
+
+    A fresh directory, removed afterwards, unless the operator set ``PROMETHEUS_MULTIPROC_DIR`` (that
+    one is used and kept; prometheus-client expects it emptied between runs).
+    """
+    given = os.environ.get(MULTIPROC_DIR_ENV)
+    directory = Path(given) if given else Path(tempfile.mkdtemp(prefix="fxn-metrics-"))
+    os.environ[MULTIPROC_DIR_ENV] = str(directory)
+    from prometheus_client import values
+
+    # prometheus-client picks its value class when first imported; this process imported it before
+    # it knew there would be workers, so it picks again (metrics created from now on use the files).
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
+    try:
+        yield directory
+    finally:
+        if not given:
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+            values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]  # untyped upstream
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def exposition_registry(own: CollectorRegistry) -> CollectorRegistry:

@@ -177,3 +177,48 @@ def test_separate_metrics_listener_and_bypass_warning(
     assert scraped.status_code == 200
     assert 'fxn_requests_total{method="POST",route="/v1/chat/completions",status="200"} 1.0' in scraped.text
     assert httpx.get(node.url + "/metrics", timeout=10).status_code == 404
+
+
+def _samples(text: str, name: str, **labels: str) -> float:
+    """The sum of ``name``'s samples whose labels include ``labels`` (0.0 when there are none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+def test_with_two_workers_every_scrape_counts_the_whole_node(
+    tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
+) -> None:
+    """Each scrape used to reach one worker and show its counts only, so counters went backwards."""
+    node = NodeProcess(
+        tmp_path,
+        models=[model_doc("dev", [fake_backend.url])],
+        gateways=[gateway_signer.address],
+        schedulers=[],
+        config={"nonceCache": {"backend": "redis", "redisUrl": redis_server.url}},
+        args=["--workers", "2"],
+    )
+    node.start()
+    try:
+        node.wait_for_log(lambda d: d.get("event") == "workers started")
+        sent = 30
+        for _ in range(sent):  # fresh connections: the kernel spreads them over both workers
+            with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
+                assert http.post(node.url + "/v1/chat/completions", content=_chat("dev")).status_code == 200
+        pids_seen = {
+            entry["pid"] for entry in node.log_lines() if entry.get("event") == "request" and "pid" in entry
+        }
+        counts = []
+        for _ in range(10):
+            with httpx.Client(timeout=30) as fresh:
+                text = fresh.get(node.url + "/metrics").text
+            counts.append(_samples(text, "fxn_requests_total", route="/v1/chat/completions", status="200"))
+        assert counts == [sent] * 10, counts
+        assert _samples(text, "fxn_upstream_in_flight", model="dev") == 0
+    finally:
+        assert node.stop() == 0

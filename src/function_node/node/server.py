@@ -192,6 +192,7 @@ def run_node(settings: Settings, backends: BackendConfig, signer: LocalSigner, h
 
 
 def _supervise(settings: Settings, signer: LocalSigner, home: Path) -> int:
+    from function_node.metrics import multiprocess_mode
     from function_node.node.supervisor import Supervisor
 
     argv = [sys.executable, "-m", "function_node.node.server", "--home", str(home)]
@@ -199,7 +200,10 @@ def _supervise(settings: Settings, signer: LocalSigner, home: Path) -> int:
     supervisor = Supervisor(
         argv, signer.private_key, settings.node.workers, drain_timeout=settings.node.drain_timeout
     )
-    return supervisor.run()
+    # Every worker writes its metrics to one directory and serves all of them (SPEC §10): a scrape
+    # that reaches any worker sees the whole node, and counters never go backwards.
+    with multiprocess_mode():
+        return supervisor.run()
 
 
 def _worker_main() -> None:
