@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
+import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
@@ -342,3 +343,25 @@ async def test_health_checks_do_not_follow_redirects_with_the_backends_credentia
                 pool = BackendPool(backend_config(doc).models[0], session, metrics)
                 await pool.check(pool.backends[0])
     assert seen_by_collector == []  # the redirect was not followed: the key stayed with the backend
+
+
+# --- the request log line names the model on 404 and the reason on 5xx (issue 13 item 10) ---------------
+
+
+async def test_request_log_line_names_the_model_of_a_404_and_the_reason_of_a_502(
+    proxy_client: ProxyClient,
+) -> None:
+    from function_node.devnet.process import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    client = await proxy_client(backend_config(model_doc("dev", [dead])))
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        missing = await client.post("/v1/chat/completions", json={**CHAT, "model": "no-such-model"})
+        unreachable = await client.post("/v1/chat/completions", json=CHAT)
+    assert (missing.status, unreachable.status) == (404, 502)
+    lines = [entry for entry in logs if entry["event"] == "request"]
+    assert [(e["status"], e.get("model"), e["reason"]) for e in lines] == [
+        (404, "no-such-model", "model_not_found"),
+        (502, "dev", "backend_unreachable"),
+    ]
+    assert all(dead.removeprefix("http://") not in json.dumps(entry) for entry in logs)
