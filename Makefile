@@ -12,13 +12,16 @@ ANCHOR_ROUNDS ?= 5
 setup:
 	@bash scripts/setup.sh
 
+# The core suite; the real-server tier (vLLM, llama.cpp: ~15 minutes of installs the first time) is
+# `make test-backends`. .ci/run runs both.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/backends
 
 test-fast: setup
 	$(PY) -m pytest -q tests/unit
 
 test-backends: setup
+	@bash scripts/setup-backends.sh
 	$(PY) -m pytest -q tests/backends
 
 check: setup

@@ -50,6 +50,5 @@ if ! command -v redis-server >/dev/null 2>&1; then
   fi
 fi
 
-# The real model servers of tests/backends (vLLM CPU, llama.cpp), in their own venv, once. A server that
-# cannot be installed here is recorded, and its tests skip saying why (docs/testing-backends.md).
-bash scripts/setup-backends.sh || echo "setup: the model servers of tests/backends were not installed; their tests will skip" >&2
+# The real model servers of tests/backends (vLLM CPU, llama.cpp) are installed by `make test-backends`
+# (scripts/setup-backends.sh): about 15 minutes and 3.5 GB the first time, so not for every `make test`.
