@@ -115,10 +115,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ids", type=int, default=100, help="ids the status key owns")
     args = parser.parse_args()
-    rows: list[tuple[str, list[float], str]] = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     health_url = f"http://127.0.0.1:{server.server_address[1]}"
+    samples: dict[str, list[float]] = {}
+
+    def record(name: str, seconds: float) -> None:
+        samples.setdefault(name, []).append(seconds)
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         anvil = AnvilProcess(root / "anvil.log")
@@ -127,26 +131,6 @@ def main() -> None:
             deployment = deploy_network(rpc_url)
             plain = write_home(root / "plain", rpc_url, deployment.router, keystore=False)
             encrypted = write_home(root / "keystore", rpc_url, deployment.router, keystore=True)
-            for label, home, offset in (
-                ("plaintext key", plain, 0),
-                ("keystore, scrypt n=262144", encrypted, 100),
-            ):
-                totals: list[float] = []
-                waits: list[float] = []
-                for i in range(args.runs):
-                    elapsed, out = run(home, "register", "--model-id", "1", "--id", f"0x{offset + i + 1:04x}")
-                    totals.append(elapsed)
-                    waits.append(receipt_wait(out))
-                rows.append((f"register, {label}", totals, "end to end, one transaction"))
-                rows.append((f"  of which receipt wait ({label})", waits, "as the command reports it"))
-            idle = [run(plain, "register", "--model-id", "1", "--id", "0x0001")[0] for _ in range(args.runs)]
-            rows.append(("register, registered already", idle, "reads only, nothing sent"))
-            dry = [
-                run(plain, "register", "--model-id", "1", "--dry-run", "--id", "0xffff")[0]
-                for _ in range(args.runs)
-            ]
-            rows.append(("register --dry-run", dry, "estimate, fees, balance; nothing sent"))
-
             # A key that owns --ids entries (registered by the admin in one batch), one reachable URL.
             owner = LocalSigner.from_hex(STATUS_KEY).address
             status_home = write_home(
@@ -160,32 +144,50 @@ def main() -> None:
                 )
             finally:
                 admin.close()
-            samples: list[float] = []
             count = 0
-            for _ in range(args.runs):
+            # Interleaved: each round takes every measurement once, so a burst of load on the shared
+            # machine lands on all of them alike and the ratios within one run hold.
+            for i in range(args.runs):
+                for label, home, offset in (
+                    ("plaintext key", plain, 0),
+                    ("keystore, scrypt n=262144", encrypted, 100),
+                ):
+                    elapsed, out = run(home, "register", "--model-id", "1", "--id", f"0x{offset + i + 1:04x}")
+                    record(f"register, {label}", elapsed)
+                    record(f"  of which receipt wait ({label})", receipt_wait(out))
+                record(
+                    "register, registered already",
+                    run(plain, "register", "--model-id", "1", "--id", "0x0001")[0],
+                )
+                record(
+                    "register --dry-run",
+                    run(plain, "register", "--model-id", "1", "--dry-run", "--id", "0xffff")[0],
+                )
                 elapsed, out = run(status_home, "status", "--json")
-                samples.append(elapsed)
                 count = len(json.loads(out))
-            rows.append(
-                (f"status --json, {count} ids", samples, f"{3 * count + 1} eth_calls + 1 GET /health")
-            )
-            rows += in_process_rows(plain, status_home, args.runs)
-            imports = []
-            for _ in range(args.runs):
+                record(f"status --json, {count} ids", elapsed)
                 start = time.perf_counter()
                 subprocess.run(
                     [sys.executable, "-c", "import function_node.chain.provider_lifecycle"], check=True
                 )
-                imports.append(time.perf_counter() - start)
-            rows.append(
-                ("python -c 'import ...provider_lifecycle'", imports, "interpreter + web3 imports alone")
-            )
+                record("python -c 'import ...provider_lifecycle'", time.perf_counter() - start)
+            in_process = in_process_rows(plain, status_home, args.runs)
     server.shutdown()
     server.server_close()
-    print(f"{'measurement':<46} {'median':>8} {'min':>8} {'max':>8}  note")
+    notes = {
+        "register, plaintext key": "end to end, one transaction",
+        "register, keystore, scrypt n=262144": "end to end, the key decrypted as fxn init wrote it",
+        "register, registered already": "reads only, nothing sent",
+        "register --dry-run": "estimate, fees, balance; nothing sent",
+        f"status --json, {count} ids": f"{3 * count + 1} eth_calls in batches + 1 GET /health",
+        "python -c 'import ...provider_lifecycle'": "interpreter + web3 imports alone",
+    }
+    rows = [(name, values, notes.get(name, "as the command reports it")) for name, values in samples.items()]
+    rows += in_process
+    print(f"{'measurement':<52} {'median':>8} {'min':>8} {'max':>8}  note")
     for name, values, note in rows:
         median, low, high = stats(values)
-        print(f"{name:<46} {median:>7.3f}s {low:>7.3f}s {high:>7.3f}s  {note}")
+        print(f"{name:<52} {median:>7.3f}s {low:>7.3f}s {high:>7.3f}s  {note}")
     load: Any = os.getloadavg()
     print(f"runs: {args.runs}; load average at the end: {load[0]:.2f}")
 
