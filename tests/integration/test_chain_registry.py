@@ -384,25 +384,3 @@ async def test_no_chain_configured_means_static_only(fxn_home: Path, metrics: No
         assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY
     finally:
         await regs.close()
-
-
-async def test_chain_id_skips_an_rpc_of_another_chain(
-    tmp_path: Path, chain: ChainNet, fxn_home: Path, metrics: NodeMetrics
-) -> None:
-    """config.yaml's chainId: an RPC serving another chain is skipped like a failing one, and named."""
-    other = AnvilProcess(tmp_path / "other.log", chain_id=1)
-    with other:
-        async with ChainClient([other.rpc_url], retries=0, chain_id=31337) as client:
-            with pytest.raises(ChainError) as caught:
-                await client.block_number()
-        assert str(caught.value) == (
-            f"eth_blockNumber failed on every RPC URL after 1 round(s): {other.rpc_url}: serves chain 1, "
-            "not chainId 31337 of config.yaml"
-        )
-        settings = settings_for(chain, other.rpc_url, chain.rpc_url).model_copy(update={"chain_id": 31337})
-        regs = await open_registries(settings, fxn_home, metrics)
-        try:
-            await regs.start()
-            assert regs.directory.role_of(DEV_GATEWAY) is CallerRole.GATEWAY  # read from the right chain
-        finally:
-            await regs.close()

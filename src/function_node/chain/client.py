@@ -4,8 +4,7 @@ Reads go through here (``eth_call``, chain id, block number): they are safe to r
 call is retried on the next URL and, after a short backoff, round the list again, a bounded number of
 times. A URL that failed is skipped on later calls until another one fails too. Every third-party error
 is translated once, here, into :class:`ChainError` naming the (redacted) URL; a revert is a
-:class:`ChainRevertError`, which is not retried, since every honest node would answer the same. With
-``chain_id`` set (config.yaml's ``chainId``), a URL that serves another chain is skipped like a failing one.
+:class:`ChainRevertError`, which is not retried, since every honest node would answer the same.
 Transactions are not retried here: :mod:`function_node.chain.transactions` sends them through
 :meth:`ChainClient.web3`.
 """
@@ -20,9 +19,9 @@ import aiohttp
 from eth_typing import HexStr
 from web3 import AsyncHTTPProvider, AsyncWeb3, WebSocketProvider
 from web3.exceptions import ContractLogicError, Web3Exception, Web3RPCError
-from web3.types import RPCEndpoint, TxParams
+from web3.types import TxParams
 
-from function_node.errors import ChainError, ChainIdMismatchError
+from function_node.errors import ChainError
 from function_node.redact import redact_text, redact_url
 
 __all__ = ["BATCH_SIZE", "ChainClient", "ChainRevertError"]
@@ -56,7 +55,6 @@ class ChainClient:
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF_S,
         call_gas: int | None = None,
-        chain_id: int | None = None,
     ) -> None:
         if not urls:
             raise ChainError("no rpcProvider URL is configured; set rpcProvider in config.yaml")
@@ -65,9 +63,6 @@ class ChainClient:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.call_gas = call_gas
-        # config.yaml's chainId: a URL is used only once it has reported this chain (None: any chain).
-        self.expected_chain_id = chain_id or None
-        self._verified: set[str] = set()
         self._preferred = 0
         self._web3: dict[str, AsyncWeb3[Any]] = {}
 
@@ -79,14 +74,8 @@ class ChainClient:
     def _client(self, url: str) -> AsyncWeb3[Any]:
         w3 = self._web3.get(url)
         if w3 is None:
-            # web3 asks eth_chainId before every eth_call and estimate (its validation middleware); a
-            # URL's chain does not change, so that one answer is cached: half the round trips.
-            cache: dict[str, Any] = {
-                "cache_allowed_requests": True,
-                "cacheable_requests": {RPCEndpoint("eth_chainId")},
-            }
             if url.startswith(("ws://", "wss://")):
-                w3 = AsyncWeb3(WebSocketProvider(url, request_timeout=self.timeout, **cache))
+                w3 = AsyncWeb3(WebSocketProvider(url, request_timeout=self.timeout))
             else:
                 # web3's own retries are off: this class owns retrying, so the bound is one number.
                 w3 = AsyncWeb3(
@@ -94,9 +83,13 @@ class ChainClient:
                         url,
                         request_kwargs={"timeout": aiohttp.ClientTimeout(total=self.timeout)},
                         exception_retry_configuration=None,
-                        **cache,
                     )
                 )
+            # web3's validation middleware asks eth_chainId before every eth_call and estimate, to check a
+            # chainId field no call here carries; the chain is checked where it matters instead (the
+            # registries on every refresh, ``fxn provider`` before it sends). Without it a read is one
+            # round trip, not two.
+            w3.middleware_onion.remove("validation")
             self._web3[url] = w3
         return w3
 
@@ -105,13 +98,6 @@ class ChainClient:
         if w3.provider.has_persistent_connection and not await w3.provider.is_connected():
             await w3.provider.connect()
         async with asyncio.timeout(self.timeout):
-            if self.expected_chain_id is not None and url not in self._verified:
-                served = int(await w3.eth.chain_id)
-                if served != self.expected_chain_id:
-                    raise ChainIdMismatchError(
-                        f"serves chain {served}, not chainId {self.expected_chain_id} of config.yaml"
-                    )
-                self._verified.add(url)
             return await op(w3)
 
     def web3(self) -> AsyncWeb3[Any]:
@@ -131,14 +117,7 @@ class ChainClient:
                 url = self.urls[index]
                 try:
                     result = await self._on(url, op)
-                except (
-                    Web3Exception,
-                    aiohttp.ClientError,
-                    OSError,
-                    TimeoutError,
-                    ValueError,
-                    ChainIdMismatchError,
-                ) as exc:
+                except (Web3Exception, aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                     if _is_revert(exc):
                         raise ChainRevertError(
                             f"{what} reverted on {redact_url(url)}: {redact_text(str(exc))}"

@@ -126,10 +126,7 @@ async def _registration(settings: Settings, address: str, model_ids: list[str] |
         "router": router,
         "rpc": [redact_url(u) for u in settings.rpc_provider],
     }
-    client = ChainClient(
-        settings.rpc_provider, timeout=_CHAIN_TIMEOUT_S, retries=0, chain_id=settings.chain_id
-    )
-    async with client:
+    async with ChainClient(settings.rpc_provider, timeout=_CHAIN_TIMEOUT_S, retries=0) as client:
         try:
             # The same reads and shape as `fxn provider status`.
             statuses = await read_entry_statuses(NetworkReader(client, router), address)

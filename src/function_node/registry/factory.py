@@ -166,7 +166,7 @@ async def open_registries(
     from function_node.chain.fetchers import fetch_gateways, fetch_providers, fetch_schedulers
     from function_node.chain.snapshot import SnapshotStore
 
-    client = ChainClient(settings.rpc_provider, chain_id=settings.chain_id)
+    client = ChainClient(settings.rpc_provider)
     reader = NetworkReader(client, router, scheduler_contract)
     store = SnapshotStore(home)
     out.client, out.reader = client, reader
