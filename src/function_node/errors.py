@@ -7,7 +7,10 @@ Every error the package raises on purpose derives from :class:`FxnError`::
     ├── KeyFileError         a key file that is missing, unreadable, insecure or cannot be decrypted
     ├── SigningError         a malformed signature or message part
     ├── NodeIdentityError    a node is not the one the client expects: /health or an answer's signature
+    ├── UsageError           a command's option or argument is unusable (exit code 2)
     ├── ChainError           the JSON-RPC provider(s) failed; names the URL
+    │   ├── ChainIdMismatchError  an RPC serves another chain than config.yaml's chainId (exit code 2)
+    │   └── TransactionError      a transaction was refused, reverted, or not mined in time
     ├── RegistryError        a registry is not loaded or is stale (the node fails closed)
     ├── NonceStoreError      the nonce store (Redis) is unreachable
     ├── ChallengeError       a challenge payload was refused (400) or failed
@@ -30,6 +33,7 @@ __all__ = [
     "ApiError",
     "AuthError",
     "ChainError",
+    "ChainIdMismatchError",
     "ChallengeError",
     "ConfigError",
     "ConfigProblem",
@@ -39,7 +43,9 @@ __all__ = [
     "NonceStoreError",
     "RegistryError",
     "SigningError",
+    "TransactionError",
     "UpstreamError",
+    "UsageError",
     "error_body",
 ]
 
@@ -88,8 +94,20 @@ class NodeIdentityError(FxnError):
     address, or an answer is not signed by the expected address (missing, foreign or invalid)."""
 
 
+class UsageError(FxnError):
+    """A command's option or argument cannot be used as given; the message names it and the fix."""
+
+
 class ChainError(FxnError):
     """Every configured JSON-RPC provider failed the call."""
+
+
+class ChainIdMismatchError(ChainError):
+    """An RPC URL serves another chain than ``chainId`` in config.yaml."""
+
+
+class TransactionError(ChainError):
+    """A transaction would revert, cannot be paid for, reverted, or was not mined in time."""
 
 
 class RegistryError(FxnError):

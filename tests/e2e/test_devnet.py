@@ -3,6 +3,7 @@ scheduler, each on a free loopback port, started and stopped by the command unde
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -10,10 +11,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
+from function_node import __version__
+from function_node.devnet.deploy import DEV_PROVIDER
 from function_node.devnet.process import ManagedProcess, free_port
 from function_node.scheduler.checks import CHECKS
 from function_node.scheduler.store import SchedulerStore
@@ -59,6 +63,7 @@ def test_devnet_once_passes_every_row_and_stops_everything(tmp_path: Path) -> No
     for row in (
         "chain (anvil)",
         "registry contracts",
+        "provider registration (fxn provider register)",
         "development backend",
         "node-0",
         "chat completion (openai SDK, streamed)",
@@ -71,6 +76,35 @@ def test_devnet_once_passes_every_row_and_stops_everything(tmp_path: Path) -> No
     assert not listening(port)  # --once stopped the node it started
     assert (tmp_path / "net" / "logs" / "anvil.log").exists()
     assert (tmp_path / "net" / "chain" / "deployment.json").exists()
+    # The node registered itself as an operator would: its address as the id, its publicUrl as metadata.
+    assert registered_entries(tmp_path / "net") == [
+        (
+            DEV_PROVIDER,
+            bytes.fromhex(DEV_PROVIDER[2:]),
+            1,
+            {"url": f"http://127.0.0.1:{port}", "version": __version__},
+        )
+    ]
+
+
+def registered_entries(directory: Path) -> list[tuple[str, bytes, int, Any]]:
+    """The provider entries in the chain state a stopped devnet left behind (anvil reloads it)."""
+    from web3 import HTTPProvider, Web3
+
+    from function_node.chain.compiled import load_abi
+    from function_node.devnet.anvil import AnvilProcess
+
+    deployment = json.loads((directory / "chain" / "deployment.json").read_text())
+    anvil = AnvilProcess(
+        directory / "logs" / "anvil-reload.log", state_file=directory / "chain" / "anvil-state.json"
+    )
+    with anvil:
+        w3 = Web3(HTTPProvider(anvil.rpc_url))
+        registry = w3.eth.contract(
+            address=Web3.to_checksum_address(deployment["providerRegistry"]), abi=load_abi("ProviderRegistry")
+        )
+        rows = registry.functions.getProviders().call()
+    return [(owner.lower(), entry_id, model, json.loads(meta)) for owner, entry_id, model, _, meta, _ in rows]
 
 
 def test_two_replicas_share_redis_and_refuse_a_replay(tmp_path: Path) -> None:
@@ -78,6 +112,15 @@ def test_two_replicas_share_redis_and_refuse_a_replay(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(x for x in done.stdout.splitlines() if "replay to the second replica" in x)
     assert "passed" in line and "first 200, replay 401 replayed_nonce" in line
+    # Each replica published its own URL under its own id, and the scheduler found both from the chain.
+    ports = node_ports(tmp_path / "net")
+    assert scheduler_verdicts(tmp_path / "net") == {
+        (f"http://127.0.0.1:{port}", check): True for port in ports for check in CHECKS
+    }
+    assert [(e[1], e[3]["url"]) for e in registered_entries(tmp_path / "net")] == [
+        (bytes.fromhex(DEV_PROVIDER[2:]) + suffix, f"http://127.0.0.1:{port}")
+        for suffix, port in zip((b"", b"\x01"), ports, strict=True)
+    ]
     ports = node_ports(tmp_path / "net")
     assert len(ports) == 2
     verdicts = scheduler_verdicts(tmp_path / "net")

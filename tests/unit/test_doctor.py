@@ -124,6 +124,24 @@ async def test_rpc_up_then_stopped(fxn_home: Path, tmp_path: Path) -> None:
     assert exit_code(down) == 1
 
 
+@pytest.mark.integration
+async def test_rpc_of_another_chain_than_chain_id_fails(fxn_home: Path, tmp_path: Path) -> None:
+    anvil = AnvilProcess(tmp_path / "anvil.log")
+    anvil.start()
+    try:
+        home = make_home(fxn_home, rpc=anvil.rpc_url)
+        with (home / "config.yaml").open("a") as config:
+            config.write("chainId: 1\n")
+        [rpc] = by_check(await run(home, "config", "rpc"), "rpc")
+    finally:
+        anvil.stop()
+    assert (rpc.status, rpc.message, rpc.hint) == (
+        Status.FAIL,
+        f"{anvil.rpc_url} serves chain 31337, not chainId 1: the node skips it",
+        "point this rpcProvider URL at chain 1, or correct chainId in config.yaml",
+    )
+
+
 async def test_clock_behind_the_chain_fails() -> None:
     from function_node.config.settings import Settings
 

@@ -132,17 +132,63 @@ class NetworkReader:
         (rows,) = _decode(["address[]"], data, "getActiveSchedulers()", at)
         return [str(a).lower() for a in rows]
 
-    async def provider_ids_by_owner(self, owner: str) -> list[bytes]:
-        at = await self.provider_registry()
+    async def provider_ids_by_owner(self, owner: str, at: str = "") -> list[bytes]:
+        """Every provider id ``owner`` holds, paused ones included (``at``: the registry, if known)."""
+        at = at or await self.provider_registry()
         signature = "getProviderIdsByOwner(address)"
         data = await self.client.call(at, _selector(signature) + encode(["address"], [owner]), signature)
         (rows,) = _decode(["bytes[]"], data, signature, at)
         return [bytes(r) for r in rows]
 
-    async def provider(self, entry_id: bytes) -> ProviderRecord:
-        at = await self.provider_registry()
+    async def provider(self, entry_id: bytes, at: str = "") -> ProviderRecord:
+        at = at or await self.provider_registry()
         signature = "getProvider(bytes)"
         data = await self.client.call(at, _selector(signature) + encode(["bytes"], [entry_id]), signature)
         (row,) = _decode([_PROVIDER], data, signature, at)
         o, i, mid, r, m, p = row
         return ProviderRecord(str(o).lower(), bytes(i), int(mid), int(r), str(m), bool(p))
+
+    async def _provider_bool(self, signature: str, entry_id: bytes, at: str) -> bool:
+        data = await self.client.call(at, _selector(signature) + encode(["bytes"], [entry_id]), signature)
+        (value,) = _decode(["bool"], data, signature, at)
+        return bool(value)
+
+    async def provider_registered(self, entry_id: bytes, at: str = "") -> bool:
+        return await self._provider_bool("registered(bytes)", entry_id, at or await self.provider_registry())
+
+    async def provider_active(self, entry_id: bytes, at: str = "") -> bool:
+        return await self._provider_bool("active(bytes)", entry_id, at or await self.provider_registry())
+
+    async def provider_entries(
+        self, ids: Sequence[bytes], at: str
+    ) -> list[tuple[ProviderRecord, bool, bool]]:
+        """(record, registered, active) of each id, read in JSON-RPC batches (three calls per id)."""
+        calls: list[tuple[str, bytes]] = []
+        for entry_id in ids:
+            argument = encode(["bytes"], [entry_id])
+            calls += [
+                (at, _selector(s) + argument)
+                for s in ("getProvider(bytes)", "registered(bytes)", "active(bytes)")
+            ]
+        answers = await self.client.call_batch(calls, "getProvider(bytes), registered(bytes), active(bytes)")
+        out: list[tuple[ProviderRecord, bool, bool]] = []
+        for index in range(0, len(answers), 3):
+            (row,) = _decode([_PROVIDER], answers[index], "getProvider(bytes)", at)
+            (registered,) = _decode(["bool"], answers[index + 1], "registered(bytes)", at)
+            (active,) = _decode(["bool"], answers[index + 2], "active(bytes)", at)
+            o, i, mid, r, m, p = row
+            record = ProviderRecord(str(o).lower(), bytes(i), int(mid), int(r), str(m), bool(p))
+            out.append((record, bool(registered), bool(active)))
+        return out
+
+    async def provider_metadata_limit(self, at: str = "") -> int | None:
+        """``MAX_METADATA_LENGTH()`` of the provider registry; None if it publishes no limit."""
+        at = at or await self.provider_registry()
+        signature = "MAX_METADATA_LENGTH()"
+        try:
+            data = await self.client.call(at, _selector(signature), signature)
+        except ChainRevertError:
+            return None
+        if len(data) != 32:
+            return None
+        return int.from_bytes(data, "big")

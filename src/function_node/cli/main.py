@@ -45,6 +45,7 @@ _COMMAND_MODULES: Final = (
     "accounts",
     "start",
     "status",
+    "provider",  # the on-chain lifecycle: register, update, pause, unpause, status
     "doctor",
     "request",
     "challenge",

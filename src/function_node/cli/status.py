@@ -116,8 +116,9 @@ async def _registration(settings: Settings, address: str, model_ids: list[str] |
         return {"configured": False}
     from function_node.chain.client import ChainClient
     from function_node.chain.contracts import NetworkReader
+    from function_node.chain.provider_status import read_entry_statuses
     from function_node.errors import ChainError
-    from function_node.node.registration import lookup_registration
+    from function_node.node.registration import Registration
     from function_node.redact import redact_url
 
     out: dict[str, Any] = {
@@ -127,19 +128,18 @@ async def _registration(settings: Settings, address: str, model_ids: list[str] |
     }
     async with ChainClient(settings.rpc_provider, timeout=_CHAIN_TIMEOUT_S, retries=0) as client:
         try:
-            registration = await lookup_registration(NetworkReader(client, router), address)
+            # The same reads and shape as `fxn provider status`.
+            statuses = await read_entry_statuses(NetworkReader(client, router), address)
         except ChainError as exc:
             out["error"] = str(exc)
             return out
+    registration = Registration(address.lower(), tuple(s.record for s in statuses), "chain")
     out.update(
         registered=registration.registered,
         active=registration.active,
         activeModelIds=registration.active_model_ids,
         pausedModelIds=registration.paused_model_ids,
-        entries=[
-            {"id": "0x" + e.id.hex(), "modelId": e.model_id, "paused": e.paused, "metadata": e.metadata}
-            for e in registration.entries
-        ],
+        entries=[s.as_json() for s in statuses],
     )
     if model_ids is not None:
         missing, unconfigured = registration.mismatch(model_ids)
@@ -199,6 +199,10 @@ def _print(console: Console, report: dict[str, Any]) -> None:
             console.print(
                 f"  [yellow]registered, not in backend.yaml:[/yellow] {', '.join(chain['notConfigured'])}"
             )
+        if chain["entries"]:
+            from function_node.cli.provider import render_entries
+
+            render_entries(console, chain["entries"])
     node = report["node"]
     if not node.get("reachable"):
         reason = escape(str(node.get("error", "")))

@@ -7,6 +7,7 @@ Durations are float seconds. Loading, environment overrides and error formatting
 from __future__ import annotations
 
 from typing import ClassVar, Final, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -32,6 +33,7 @@ __all__ = [
     "Settings",
     "StaticLists",
     "TracingSettings",
+    "public_url",
     "rpc_url_list",
     "split_host_port",
 ]
@@ -81,14 +83,32 @@ def rpc_url_list(value: object, key: str = "rpcProvider") -> list[str]:
     return urls
 
 
+def public_url(value: str, key: str) -> str:
+    """An http(s) URL with a host and nothing after the path (the node's base URL), without a trailing /."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{key} {value!r} must be an http:// or https:// URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ValueError(f"{key} {value!r} must not carry credentials, a query or a fragment")
+    return text.rstrip("/")
+
+
 class NodeSettings(ConfigModel):
     listen_address: str = "127.0.0.1"
     listen_port: int = Field(default=8080, ge=1, le=_MAX_PORT)
     key_file: str = "nodekey.json"
     key_password_file: str = ""
     public_address: str = ""
+    # How gateways and schedulers reach this node: the default provider metadata (SPEC §8.1).
+    public_url: str = ""
     workers: int = Field(default=1, ge=1, le=256)
     drain_timeout: Duration = 30.0
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return public_url(value, "node.publicUrl") if value.strip() else ""
 
 
 class LoggerSettings(ConfigModel):

@@ -2,7 +2,9 @@
 
 Used by the devnet, the integration tests and the registry benchmark. Synchronous on purpose: it runs
 once at set-up (call it through ``asyncio.to_thread`` from async code). Transactions are signed
-locally with the given key, so it works against any chain, not only anvil's unlocked accounts.
+locally with the given key, so it works against any chain, not only anvil's unlocked accounts. The
+deployer holds the registries' DEFAULT_ADMIN_ROLE and PAUSER_ROLE: it registers entries on others'
+behalf (``registerBatchFor``) and pauses any entry.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import requests
+from eth_abi.abi import decode
 from eth_account import Account
-from eth_utils.abi import function_signature_to_4byte_selector
+from eth_utils.crypto import keccak
 from web3 import HTTPProvider, Web3
-from web3.exceptions import ContractCustomError
+from web3.exceptions import ContractLogicError
 
 from function_node.chain.compiled import load_abi, load_bytecode
-from function_node.devnet.solc import CONTRACT_NAMES
+from function_node.chain.revert import decode_revert
 from function_node.errors import ChainError
 
 __all__ = [
@@ -30,6 +33,7 @@ __all__ = [
     "ProviderSpec",
     "RegistryAdmin",
     "deploy_network",
+    "gateway_id",
 ]
 
 # Public, well-known keys/addresses of anvil's default mnemonic (accounts 0, 1, 2). Development only.
@@ -38,6 +42,7 @@ DEV_GATEWAY: Final = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"  # account 0
 DEV_SCHEDULER: Final = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"  # account 1
 DEV_PROVIDER: Final = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"  # account 2
 _RECEIPT_TIMEOUT_S: Final = 120.0
+_LOG_ERROR: Final = bytes(keccak(b"LogError(bytes,string)"))  # a batch entry that was skipped
 _RPC_TIMEOUT_S: Final = 120.0
 
 
@@ -106,16 +111,25 @@ class RegistryAdmin:
             signed = self.account.sign_transaction(tx)
             tx_hash = self.w3.eth.send_raw_transaction(signed.raw_transaction)
             self._nonce += 1
-            receipt = dict(self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT_S))
-        except ContractCustomError as exc:
+            receipt: dict[str, Any] = dict(
+                self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=_RECEIPT_TIMEOUT_S)
+            )
+        except ContractLogicError as exc:
             self._nonce = None
-            reason = _custom_error_name(exc)
-            raise ChainError(f"transaction from {self.address} failed: reverted with {reason}") from exc
+            reason = decode_revert(exc.data).sentence()
+            raise ChainError(f"transaction from {self.address} failed: {reason}") from exc
         except Exception as exc:  # web3 raises many unrelated types here; translate them once
             self._nonce = None
             raise ChainError(f"transaction from {self.address} failed: {exc}") from exc
         if receipt.get("status") != 1:
             raise ChainError(f"transaction {tx_hash.hex()} from {self.address} reverted")
+        logs: list[Any] = list(receipt.get("logs") or [])
+        skipped = [log for log in logs if log["topics"] and log["topics"][0] == _LOG_ERROR]
+        if skipped:
+            failed, message = decode(["bytes", "string"], bytes(skipped[0]["data"]))
+            raise ChainError(
+                f"{len(skipped)} of the entries were not registered; the first, {bytes(failed)!r}: {message}"
+            )
         return receipt
 
     def _transact(self, name: str, address: str, fn: str, *args: Any) -> dict[str, Any]:
@@ -133,31 +147,55 @@ class RegistryAdmin:
             raise ChainError("no deployment: call deploy_network first or pass deployment=")
         return self.deployment
 
+    def _address_of(self, name: str) -> str:
+        d = self._need()
+        addresses = {
+            "Router": d.router,
+            "GatewayRegistry": d.gateway_registry,
+            "ProviderRegistry": d.provider_registry,
+            "SchedulerRegistry": d.scheduler_registry,
+        }
+        return addresses[name]
+
+    def send(self, name: str, fn: str, *args: Any) -> dict[str, Any]:
+        """Send ``fn(*args)`` to the deployed contract ``name`` as this key; the receipt (tests use the
+        live ABI directly through this)."""
+        return self._transact(name, self._address_of(name), fn, *args)
+
+    def read(self, name: str, fn: str, *args: Any) -> Any:
+        """``fn(*args)`` of the deployed contract ``name``, with eth_call from this key."""
+        contract = self._contract(name, self._address_of(name))
+        try:
+            return contract.functions[fn](*args).call({"from": self.account.address})
+        except ContractLogicError as exc:
+            raise ChainError(f"{fn} reverted: {decode_revert(exc.data).sentence()}") from exc
+
     # Gateways ------------------------------------------------------------------------------------
     def register_gateways(self, owners: Sequence[str], metadata: str = "", batch: int = 200) -> None:
         reg = self._need().gateway_registry
         for start in range(0, len(owners), batch):
             chunk = [Web3.to_checksum_address(o) for o in owners[start : start + batch]]
-            ids = [f"gateway:{o.lower()}".encode() for o in chunk]
-            self._transact(
-                "GatewayRegistry", reg, "registerGatewaysBatch", chunk, ids, [metadata] * len(chunk)
-            )
+            ids = [gateway_id(o) for o in chunk]
+            self._transact("GatewayRegistry", reg, "registerBatchFor", chunk, ids, [metadata] * len(chunk))
 
     def set_gateway_paused(self, owner: str, paused: bool) -> None:
-        fn = "pauseGateway" if paused else "unpauseGateway"
-        self._transact(
-            "GatewayRegistry", self._need().gateway_registry, fn, f"gateway:{owner.lower()}".encode()
-        )
+        """Pause or unpause the gateway entry of ``owner`` (as a PAUSER_ROLE holder)."""
+        fn = "pause" if paused else "unpause"
+        self._transact("GatewayRegistry", self._need().gateway_registry, fn, gateway_id(owner))
 
     # Providers -----------------------------------------------------------------------------------
     def register_providers(self, providers: Sequence[ProviderSpec], batch: int = 200) -> None:
+        """Register entries on their owners' behalf (DEFAULT_ADMIN_ROLE): tests and benchmarks.
+
+        The devnet registers its nodes as an operator would, with ``fxn provider register``'s code path.
+        """
         reg = self._need().provider_registry
         for start in range(0, len(providers), batch):
             chunk = providers[start : start + batch]
             self._transact(
                 "ProviderRegistry",
                 reg,
-                "registerProvidersBatch",
+                "registerBatchFor",
                 [Web3.to_checksum_address(p.owner) for p in chunk],
                 [p.entry_id() for p in chunk],
                 [p.model_id for p in chunk],
@@ -165,7 +203,8 @@ class RegistryAdmin:
             )
 
     def set_provider_paused(self, entry_id: bytes, paused: bool) -> None:
-        fn = "pauseProvider" if paused else "unpauseProvider"
+        """Pause or unpause one provider id (as a PAUSER_ROLE holder)."""
+        fn = "pause" if paused else "unpause"
         self._transact("ProviderRegistry", self._need().provider_registry, fn, entry_id)
 
     # Schedulers ----------------------------------------------------------------------------------
@@ -184,17 +223,9 @@ class RegistryAdmin:
         self._session.close()
 
 
-def _custom_error_name(exc: ContractCustomError) -> str:
-    """The Solidity name of a custom error (e.g. ``NotAuthorized``) from its 4-byte selector."""
-    data = str(exc.data or "")
-    for name in CONTRACT_NAMES:
-        for item in load_abi(name):
-            if item.get("type") != "error":
-                continue
-            signature = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
-            if data.startswith("0x" + bytes(function_signature_to_4byte_selector(signature)).hex()):
-                return str(item["name"])
-    return data or "an unknown error"
+def gateway_id(owner: str) -> bytes:
+    """The id the admin helpers give a gateway entry: readable, one per owner."""
+    return f"gateway:{owner.lower()}".encode()
 
 
 def deploy_network(

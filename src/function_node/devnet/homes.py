@@ -101,9 +101,11 @@ def write_node_home(
     fxn_id: int,
     backend_url: str,
     redis_url: str = "",
+    chain_id: int = 0,
 ) -> NodeHome:
     """config.yaml (chain registries through the Router), backend.yaml (one model), the provider key."""
     home.mkdir(parents=True, exist_ok=True)
+    url = f"http://127.0.0.1:{port}"
     config: dict[str, Any] = {
         # A devnet node is reached on loopback; discovery would report the host's outward address.
         "node": {
@@ -111,9 +113,11 @@ def write_node_home(
             "listenPort": port,
             "keyFile": _KEY_FILE,
             "publicAddress": "127.0.0.1",
+            "publicUrl": url,
         },
         "logger": {"verbosity": "info", "format": "json"},
         "rpcProvider": rpc_url,
+        "chainId": chain_id,
         "registry": {
             "routerSmartContractAddress": router,
             "gateway": {"pollInterval": _REGISTRY_POLL},

@@ -1,7 +1,8 @@
 """``fxn devnet up``: a whole local Function Network in one command.
 
-In order: anvil, the registry contracts (deployed and filled with the development keys: gateway,
-scheduler, one provider entry per node replica whose metadata is the replica's URL), Redis (with
+In order: anvil, the registry contracts (deployed, with the development gateway and scheduler keys
+registered), one provider entry per node replica, registered through ``fxn provider register``'s code path
+with the replica's ``node.publicUrl`` as its metadata, Redis (with
 ``--redis``), the development backend (or ``--backend URL``), the node replica(s) via ``fxn start``, the
 scheduler via ``fxn scheduler run``. Then the scenario: a signed streamed chat completion through the
 ``openai`` SDK, a replayed request refused, and the scheduler's first round (IDENTITY, ENDPOINT_REACHABLE,
@@ -46,6 +47,7 @@ from function_node.signing import LocalSigner
 __all__ = ["Devnet", "DevnetError", "DevnetOptions"]
 
 _DEV_MODEL: Final = "dev-model"  # what the development backend serves (dev_backend.DEFAULT_MODEL)
+_CHAIN_ID: Final = 31337  # anvil's default chain id, written into each node's config.yaml
 
 
 class DevnetError(FxnError):
@@ -123,7 +125,7 @@ class Devnet:
         backend_url = opts.backend_url or self._dev_backend()
         redis_url = self._redis() if opts.redis else ""
         ports = [free_port() for _ in range(opts.replicas)]
-        deployment = self._deploy(ports)
+        deployment = self._deploy()
         for index, port in enumerate(ports):
             home = write_node_home(
                 layout.node(index),
@@ -134,8 +136,10 @@ class Devnet:
                 fxn_id=opts.fxn_id,
                 backend_url=backend_url,
                 redis_url=redis_url,
+                chain_id=_CHAIN_ID,
             )
             self.nodes.append(home)
+        self._register_providers()
         for index, home in enumerate(self.nodes):
             self._start(
                 f"node-{index}",
@@ -226,28 +230,16 @@ class Devnet:
         self.rows.append(Row("nonce store (redis)", server.url, True, "shared by every replica"))
         return server.url
 
-    def _deploy(self, ports: list[int]) -> dict[str, str]:
-        from function_node.devnet.deploy import ProviderSpec, deploy_network
+    def _deploy(self) -> dict[str, str]:
+        from function_node.devnet.deploy import deploy_network
 
         # Addresses derived from the keys the homes are written with, so the two cannot disagree.
-        gateway, scheduler, provider = (
-            LocalSigner.from_hex(k).address.lower()
-            for k in (DEV_GATEWAY_KEY, DEV_SCHEDULER_KEY, DEV_PROVIDER_KEY)
+        gateway, scheduler = (
+            LocalSigner.from_hex(k).address.lower() for k in (DEV_GATEWAY_KEY, DEV_SCHEDULER_KEY)
         )
-        providers = [
-            ProviderSpec(
-                owner=provider,
-                model_id=self.options.fxn_id,
-                metadata=json.dumps({"url": f"http://127.0.0.1:{port}"}),
-                id=f"devnet:{provider}:{index}".encode(),
-            )
-            for index, port in enumerate(ports)
-        ]
         started = time.perf_counter()
         try:
-            deployment = deploy_network(
-                self.rpc_url, gateways=[gateway], schedulers=[scheduler], providers=providers
-            )
+            deployment = deploy_network(self.rpc_url, gateways=[gateway], schedulers=[scheduler])
         except FxnError as exc:
             raise DevnetError(f"deploying the registry contracts failed: {exc}") from exc
         self.layout.deployment.parent.mkdir(parents=True, exist_ok=True)
@@ -257,12 +249,48 @@ class Devnet:
                 "registry contracts",
                 f"Router {deployment.router}",
                 True,
-                f"deployed in {time.perf_counter() - started:.1f} s; registered gateway {gateway[:10]}…, "
-                f"scheduler {scheduler[:10]}…, {len(providers)} provider entr"
-                f"{'y' if len(providers) == 1 else 'ies'} for {provider[:10]}…",
+                f"deployed in {time.perf_counter() - started:.1f} s; registered gateway {gateway[:10]}… and "
+                f"scheduler {scheduler[:10]}…",
             )
         )
         return {"router": deployment.router}
+
+    def _register_providers(self) -> None:
+        """Each node registers itself as an operator would: ``fxn provider register``'s code path, with
+        the default metadata (its ``node.publicUrl``); replica 0 under the default id (its address)."""
+        import asyncio
+
+        from function_node.chain.metadata import metadata_from_options
+        from function_node.chain.provider_lifecycle import Operator, register_provider
+        from function_node.config.loader import load_settings
+
+        started = time.perf_counter()
+        signer = LocalSigner.from_hex(DEV_PROVIDER_KEY)  # the key write_node_home gave every replica
+        for index, home in enumerate(self.nodes):
+            settings = load_settings(home.path)
+            # Replicas share the key; each needs an id of its own to publish its own URL.
+            entry_id = None if index == 0 else bytes.fromhex(signer.address[2:]) + bytes([index])
+            try:
+                asyncio.run(
+                    register_provider(
+                        Operator(settings, signer.address, lambda: signer),
+                        model_id=self.options.fxn_id,
+                        metadata=metadata_from_options(None, None, settings.node.public_url),
+                        entry_id=entry_id,
+                    )
+                )
+            except FxnError as exc:
+                raise DevnetError(f"registering node-{index} as a provider failed: {exc}") from exc
+        count = len(self.nodes)
+        self.rows.append(
+            Row(
+                "provider registration (fxn provider register)",
+                self.nodes[0].address,
+                True,
+                f"{count} provider id{'s' if count > 1 else ''} for model id {self.options.fxn_id} "
+                f"in {time.perf_counter() - started:.1f} s",
+            )
+        )
 
     def _scheduler(self, router: str) -> None:
         opts = self.options

@@ -68,6 +68,16 @@ async def check_rpc(ctx: DoctorContext) -> Sequence[Finding]:
                 )
             )
             continue
+        expected = ctx.settings.chain_id
+        if expected and chain_id != expected:
+            findings.append(
+                Finding.fail(
+                    "rpc",
+                    f"{url} serves chain {chain_id}, not chainId {expected}: the node skips it",
+                    f"point this rpcProvider URL at chain {expected}, or correct chainId in config.yaml",
+                )
+            )
+            continue
         ctx.notes.setdefault(_RPC_KEY, url)
         ctx.notes.setdefault(_BLOCK_KEY, (shown, number, float(block_time), time.time()))
         findings.append(Finding.ok("rpc", f"{shown}: chain {chain_id}, block {number}"))

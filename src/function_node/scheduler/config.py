@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from function_node.chain.metadata import node_url_from_metadata
 from function_node.config.durations import Duration
 from function_node.config.settings import ConfigModel, LoggerSettings, rpc_url_list
 from function_node.errors import ConfigError, ConfigProblem, SigningError
@@ -178,29 +179,6 @@ class SchedulerConfig(ConfigModel):
     @property
     def database_path(self) -> Path:
         return self.path(self.database)
-
-
-def node_url_from_metadata(metadata: str) -> str | None:
-    """The node URL a provider published in its on-chain metadata, or None.
-
-    Accepted forms: a bare ``http(s)://`` URL, or a JSON object with ``url`` (or ``endpoint``).
-    """
-    import json
-
-    text = metadata.strip()
-    candidate: object = text
-    if text.startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            return None
-        candidate = data.get("url") or data.get("endpoint") if isinstance(data, dict) else None
-    if not isinstance(candidate, str):
-        return None
-    parts = urlsplit(candidate.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return None
-    return candidate.strip().rstrip("/")
 
 
 def load_scheduler_config(path: Path) -> SchedulerConfig:

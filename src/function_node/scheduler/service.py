@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
@@ -15,10 +15,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from function_node.client import FxnSigner
-from function_node.logs import get_logger
-from function_node.scheduler.config import NodeTarget, SchedulerConfig, node_url_from_metadata
+from function_node.scheduler.config import SchedulerConfig
+from function_node.scheduler.discovery import registry_node_source
 from function_node.scheduler.metrics import SchedulerMetrics
-from function_node.scheduler.runner import NodeSource, RoundReport, Scheduler
+from function_node.scheduler.runner import RoundReport, Scheduler
 from function_node.scheduler.store import SchedulerStore
 from function_node.signing import LocalSigner
 
@@ -48,40 +48,6 @@ async def _metrics_listener(address: str, metrics: SchedulerMetrics) -> AsyncIte
         yield
     finally:
         await runner.cleanup()
-
-
-def registry_node_source(config: SchedulerConfig) -> NodeSource:
-    """Nodes from scheduler.yaml plus every active provider whose metadata names a node URL.
-
-    A provider registry that cannot be read this round is logged and the configured nodes are probed
-    alone: an RPC outage must not stop the scheduler from measuring the nodes it already knows.
-    """
-    log = get_logger("fxn.scheduler")
-
-    async def nodes() -> Sequence[NodeTarget]:
-        targets = {t.url: t for t in config.nodes}
-        if config.provider_registry.enabled:
-            from function_node.chain.client import ChainClient
-            from function_node.chain.contracts import NetworkReader, ProviderRecord
-            from function_node.errors import ChainError
-
-            source = config.provider_registry
-            providers: list[ProviderRecord] = []
-            try:
-                async with ChainClient(source.rpc_provider) as chain:
-                    reader = NetworkReader(chain, source.router_smart_contract_address)
-                    providers = await reader.active_providers()
-            except ChainError as exc:
-                log.warning("scheduler_registry_unavailable", error=str(exc))
-            for provider in providers:
-                if provider.paused:
-                    continue
-                url = node_url_from_metadata(provider.metadata)
-                if url is not None and url not in targets:
-                    targets[url] = NodeTarget(url=url, address=provider.owner)
-        return list(targets.values())
-
-    return nodes
 
 
 async def serve(
