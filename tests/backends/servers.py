@@ -54,7 +54,7 @@ def unavailable(name: str) -> str | None:
     """Why server ``name`` ("vllm" or "llama") cannot run here, or None when it can."""
     stamp = STAMPS / f"backends-{name}"
     if not BACKENDS_PYTHON.exists():
-        return f"{BACKENDS_PYTHON} is missing: run `make test-backends` (it runs scripts/setup-backends.sh) first"
+        return f"{BACKENDS_PYTHON} is missing: run `make test-backends` (it runs scripts/setup-backends.sh)"
     if not stamp.exists():
         return f"{name} was never installed into {BACKENDS_VENV}: run `make test-backends` (no {stamp})"
     state = stamp.read_text().strip()

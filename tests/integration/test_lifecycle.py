@@ -210,9 +210,6 @@ def test_with_two_workers_every_scrape_counts_the_whole_node(
         for _ in range(sent):  # fresh connections: the kernel spreads them over both workers
             with httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http:
                 assert http.post(node.url + "/v1/chat/completions", content=_chat("dev")).status_code == 200
-        pids_seen = {
-            entry["pid"] for entry in node.log_lines() if entry.get("event") == "request" and "pid" in entry
-        }
         counts = []
         for _ in range(10):
             with httpx.Client(timeout=30) as fresh:
