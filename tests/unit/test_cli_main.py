@@ -157,6 +157,7 @@ def test_shell_completion_completes_commands_and_prints_a_script(home: Path) -> 
     completed = _run([], home, _FXN_COMPLETE="complete_bash", COMP_WORDS="fxn acc", COMP_CWORD="1")
     assert completed.returncode == 0
     assert completed.stdout.split() == ["accounts"]
-    script = _run(["--show-completion", "bash"], home)
+    # typer would detect the shell from the parent processes; its testing switch takes the name instead.
+    script = _run(["--show-completion", "bash"], home, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1")
     assert script.returncode == 0
     assert "_FXN_COMPLETE=complete_bash" in script.stdout
