@@ -22,6 +22,7 @@ COMPLETION: dict[str, Any] = {"prompt": "the function network routes", "temperat
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 # Past either server's context (256 tokens for vLLM, 2048 for llama.cpp): two tokens or more a repeat.
 LONG_PROMPT = "the network " * LLAMA_CONTEXT
+_ATTEMPTS = 3
 
 
 def _body(front: Front, kind: str, model: str | None = None, **extra: Any) -> bytes:
@@ -70,7 +71,6 @@ def test_stream_events_are_byte_identical(
     if include_usage is not None:
         extra["stream_options"] = {"include_usage": include_usage}
     body = _body(front, kind, **extra)
-    through = signed.post(front.node.url + PATHS[kind], content=body)
     # A stream that did not ask for usage is asked for it by the node (forceStreamUsage): the events
     # relayed are the server's answer to that, without its usage event (SPEC §6). vLLM's differ from its
     # answer to the request as sent: asked for usage, it moves system_fingerprint from the last content
@@ -78,16 +78,22 @@ def test_stream_events_are_byte_identical(
     forced = (
         body if include_usage else _body(front, kind, stream=True, stream_options={"include_usage": True})
     )
-    straight = direct.post(front.server.url + PATHS[kind], content=forced)
-    assert (through.status_code, straight.status_code) == (200, 200)
+    # Two generations are compared: under load vLLM sometimes sends two tokens in one event (its output
+    # loop fell behind the engine), on either side. A relay defect fails every attempt; that does not.
+    for attempt in range(_ATTEMPTS):
+        through = signed.post(front.node.url + PATHS[kind], content=body)
+        straight = direct.post(front.server.url + PATHS[kind], content=forced)
+        assert (through.status_code, straight.status_code) == (200, 200)
+        relayed, _signature = split_signature(through.content)
+        usage_events = [
+            e for e in events(straight.content) if b'"usage"' in e and b'"choices":[]' in e.replace(b" ", b"")
+        ]
+        expected = [e for e in events(straight.content) if include_usage or e not in usage_events]
+        if events(normalized(relayed)) == [normalized(e) for e in expected] or attempt == _ATTEMPTS - 1:
+            break
+    assert events(normalized(relayed)) == [normalized(e) for e in expected]
     assert through.headers["Content-Type"] == straight.headers["Content-Type"]
     assert through.headers["Content-Type"].startswith("text/event-stream")
-    relayed, _signature = split_signature(through.content)
-    usage_events = [
-        e for e in events(straight.content) if b'"usage"' in e and b'"choices":[]' in e.replace(b" ", b"")
-    ]
-    expected = [e for e in events(straight.content) if include_usage or e not in usage_events]
-    assert events(normalized(relayed)) == [normalized(e) for e in expected]
     assert events(straight.content)[-1].startswith(b"data: [DONE]")
     # llama-cpp-python's server ignores stream_options: its streams never carry usage.
     assert len(usage_events) == (1 if front.server.kind == "vllm" else 0)

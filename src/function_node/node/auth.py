@@ -64,6 +64,7 @@ __all__ = [
 REASON_KEY: Final = web.RequestKey("fxn_reason", str)  # the reason code of an error answer
 ANSWER_SIGNER: Final = web.RequestKey("fxn_answer_signer", AnswerSigner)
 _CHALLENGE_PATH: Final = "/challenge"
+_V1_PREFIX: Final = "/v1/"  # the routes the per-caller budgets count (SPEC §11)
 
 
 def answer_signer_of(request: web.Request) -> AnswerSigner | None:
