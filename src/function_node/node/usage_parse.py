@@ -1,7 +1,7 @@
 """The token counts of an answer, read with as little parsing as the relay can afford (SPEC §6, §11).
 
 * A plain JSON answer: its ``usage`` object, found from the end of the body (where OpenAI-compatible
-  servers put it) and parsed alone; the whole body is parsed only when that shortcut does not apply.
+  servers put it) and parsed alone when it is flat; else the whole body is parsed.
 * An event stream: :class:`StreamUsageTap` sees every chunk the backend sends. When the node asked for
   the usage itself (the client did not), it holds back the usage-only event (``"choices": []``) so the
   client never meets it: then, and only then, it relays whole events (a chunk's unfinished last event
@@ -14,7 +14,6 @@ Content events are never parsed: a chunk costs a few substring searches.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
@@ -24,12 +23,6 @@ import orjson
 __all__ = ["StreamUsageTap", "Usage", "usage_of_json", "usage_of_value"]
 
 _USAGE_KEY: Final = b'"usage"'
-# The usage object after its key: members, strings and objects nested one level (the *_details).
-_STRING: Final = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
-_FLAT_OBJECT: Final = rb"\{(?:[^{}\"]|" + _STRING + rb")*\}"
-_USAGE_MEMBER: Final = re.compile(
-    rb'"usage"\s*:\s*(\{(?:[^{}"]|' + _STRING + rb"|" + _FLAT_OBJECT + rb")*\})"
-)
 _EMPTY_CHOICES: Final = (b'"choices":[]', b'"choices": []')
 _USAGE_OBJECT: Final = (b'"usage":{', b'"usage": {')
 _DATA: Final = b"data:"
@@ -46,32 +39,34 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
-def _count(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
 def usage_of_value(usage: object) -> Usage | None:
     """A parsed ``usage`` object as token counts; None unless it has a valid ``prompt_tokens``."""
     if not isinstance(usage, dict):
         return None
-    prompt = _count(usage.get("prompt_tokens"))
-    completion = _count(usage.get("completion_tokens", 0))
-    if prompt is None or completion is None:
+    prompt = usage.get("prompt_tokens")
+    completion = usage.get("completion_tokens", 0)
+    # bool is an int subclass: True tokens are no count.
+    if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:
         return None
     return Usage(prompt, completion)
 
 
 def usage_of_json(body: bytes) -> Usage | None:
-    """The ``usage`` of a JSON answer body; None when it has none (or is not JSON)."""
+    """The ``usage`` of a JSON answer body; None when it has none (or is not JSON).
+
+    The usage object is parsed alone when it is flat (its details ``null``, as vLLM sends them): from
+    the ``{`` after the last ``"usage":`` to the first ``}``; otherwise the whole body is parsed."""
     at = body.rfind(_USAGE_KEY)
     if at < 0:
         return None
-    match = _USAGE_MEMBER.match(body, at)
-    if match is not None:
+    colon = body.find(b":", at + len(_USAGE_KEY))
+    opening = body.find(b"{", colon)
+    if colon >= 0 and opening >= 0 and not body[colon + 1 : opening].strip():
+        closing = body.find(b"}", opening)
         try:
-            return usage_of_value(orjson.loads(match.group(1)))
+            return usage_of_value(orjson.loads(body[opening : closing + 1]))
         except orjson.JSONDecodeError:
-            pass
+            pass  # a nested object (prompt_tokens_details), or not the member after all
     try:
         document: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
