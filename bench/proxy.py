@@ -1,6 +1,6 @@
 """Proxy overhead: the node (auth on) against the development backend directly and a bare aiohttp proxy.
 
-    .venv/bin/python bench/proxy.py [--rounds 3] [--requests 2000] [--baseline-src DIR]
+    .venv/bin/python bench/proxy.py [--rounds 3] [--requests 2000] [--baseline-src DIR] [--limits]
 
 Starts, on free loopback ports: the development backend, a reference proxy (a minimal aiohttp
 proxy with no auth, no logging, no metrics, written below), and a real ``fxn start`` node with a
@@ -12,6 +12,9 @@ so the generator's Python signing does not eat the CPU the node needs. Cases are
 ``--baseline-src DIR`` adds a "node-base" case: the same node (auth on, same config) run from
 another copy of the package's ``src`` directory (``PYTHONPATH=DIR``), e.g. the code before a change,
 so before and after are measured in the same run under the same load.
+
+``--limits`` gives the "node" case every per-caller budget (``limits.default``, set too high to be
+reached), so that the cost of checking them is in its figures.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ async def run_load(
                             first = await resp.content.readany()
                             latencies.append(time.perf_counter() - started)
                             rest = await resp.read()
-                            ok = resp.status == 200 and (first + rest).endswith(b"data: [DONE]\n\n")
+                            ok = resp.status == 200 and _ends_done(first + rest)
                         else:
                             await resp.read()
                             latencies.append(time.perf_counter() - started)
@@ -136,6 +139,14 @@ async def run_load(
         "p99_ms": statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) > 100 else float("nan"),
         "errors": errors,
     }
+
+
+def _ends_done(body: bytes) -> bool:
+    """The stream ended with [DONE], then (from a node, which signs its answers) the signature line."""
+    if body.endswith(b"data: [DONE]\n\n"):
+        return True
+    _, sep, tail = body.rpartition(b"data: [DONE]\n\n")
+    return bool(sep) and tail.startswith(b": fxn-signature 0x") and tail.endswith(b"\n\n")
 
 
 def presigned(count: int, body: bytes, node_address: str) -> Headers:
@@ -166,8 +177,11 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
 # --- processes ---------------------------------------------------------------------------------
 
 
+HIGH_LIMITS = {"requestsPerMinute": 10**9, "tokensPerMinute": 10**12, "maxConcurrent": 10**6}
+
+
 def start_processes(
-    work: Path, token_delay: float, log_level: str, baseline: Path | None = None
+    work: Path, token_delay: float, log_level: str, baseline: Path | None = None, *, limits: bool = False
 ) -> tuple[list[ManagedProcess], dict[str, str], dict[str, int]]:
     backend_port, ref_port = free_port(), free_port()
     backend = ManagedProcess(
@@ -205,6 +219,8 @@ def start_processes(
             "logger": {"verbosity": log_level, "format": "json"},
             "registry": {"static": {"gateways": [gateway.address], "schedulers": []}, "bypassAuth": bypass},
         }
+        if limits and name == "node":
+            config["limits"] = {"default": HIGH_LIMITS}
         (home / "config.yaml").write_text(yaml.safe_dump(config))
         models = {
             "models": [{"name": "dev", "backends": [{"url": upstream}], "healthCheck": {"interval": "60s"}}]
@@ -248,11 +264,12 @@ async def bench(
     profile_target: str,
     log_level: str,
     baseline: Path | None = None,
+    limits: bool = False,
 ) -> None:
     node_address = LocalSigner.from_hex(NODE_KEY).address
     with tempfile.TemporaryDirectory(prefix="fxn-bench-") as tmp:
         procs, urls, pids = start_processes(
-            Path(tmp), token_delay=0.0, log_level=log_level, baseline=baseline
+            Path(tmp), token_delay=0.0, log_level=log_level, baseline=baseline, limits=limits
         )
         pid = pids["node"]
         try:
@@ -320,7 +337,7 @@ async def bench(
         finally:
             for proc in reversed(procs):
                 proc.stop()
-    print_report(rows, streams, idle, peak, rounds, requests, log_level, idle_base, baseline)
+    print_report(rows, streams, idle, peak, rounds, requests, log_level, idle_base, baseline, limits)
 
 
 def print_report(
@@ -333,10 +350,12 @@ def print_report(
     log_level: str,
     idle_base: float | None = None,
     baseline: Path | None = None,
+    limits: bool = False,
 ) -> None:
     names = ("direct", "reference", "node-noauth", "node") + (("node-base",) if idle_base is not None else ())
     flags = f"--rounds {rounds} --requests {requests} --log-level {log_level}"
     flags += f" --baseline-src {baseline}" if baseline is not None else ""
+    flags += " --limits" if limits else ""
     print(f"command: .venv/bin/python bench/proxy.py {flags}")
     print(f"medians of {rounds} interleaved rounds; 2-core machine shared with other work")
     print(f"{'case':22} {'metric':12}" + "".join(f"{n:>12}" for n in names) + "   derived")
@@ -387,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=Path,
         help="also run the node from this copy of src/ (PYTHONPATH) as 'node-base', for before/after",
     )
+    parser.add_argument(
+        "--limits", action="store_true", help="give the 'node' case every per-caller budget (never reached)"
+    )
     parser.add_argument("--serve-reference", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--upstream", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -404,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 args.profile_target,
                 args.log_level,
                 args.baseline_src,
+                args.limits,
             )
         )
 

@@ -16,6 +16,7 @@ Every error the package raises on purpose derives from :class:`FxnError`::
     ├── ChallengeError       a challenge payload was refused (400) or failed
     └── ApiError             anything answered to an HTTP client, with status, type and code
         ├── AuthError        an authentication rejection with its reason code (SPEC §5)
+        ├── RateLimitedError a caller over one of its budgets: 429 rate_limited (SPEC §11)
         └── UpstreamError    the backend failed: 502 / 503 / 504
 
 Third-party exceptions (aiohttp, redis, web3) are translated into these once, at the adapter that
@@ -41,6 +42,7 @@ __all__ = [
     "KeyFileError",
     "NodeIdentityError",
     "NonceStoreError",
+    "RateLimitedError",
     "RegistryError",
     "SigningError",
     "TransactionError",
@@ -162,6 +164,22 @@ class AuthError(ApiError):
     @property
     def reason(self) -> str:
         return self.code
+
+
+class RateLimitedError(ApiError):
+    """A caller over one of its ``limits`` (SPEC §11); ``limit`` names the budget, ``retry_after`` is the
+    whole seconds (at least 1) until the request would pass."""
+
+    def __init__(self, limit: str, retry_after: int, message: str) -> None:
+        super().__init__(
+            429,
+            message,
+            code="rate_limited",
+            type_="rate_limit_error",
+            headers={"Retry-After": str(retry_after)},
+        )
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class UpstreamError(ApiError):

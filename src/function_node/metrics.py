@@ -178,3 +178,29 @@ class NodeMetrics:
         self.nonce_store_errors = Counter(
             "fxn_nonce_store_errors_total", "Nonce store failures (the node failed closed)", registry=r
         )
+        # Usage and limits (SPEC §11). ``caller`` is one of the first 256 callers' addresses, or "other".
+        self.tokens = Counter(
+            "fxn_tokens_total", "Tokens the answers reported, by model", ["model", "kind"], registry=r
+        )
+        self.caller_requests = Counter(
+            "fxn_caller_requests_total",
+            "Answered /v1/* requests by caller, model and status class (2xx..5xx, cancelled)",
+            ["caller", "model", "status_class"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "fxn_rate_limited_total",
+            "Requests refused 429 rate_limited, by caller and budget",
+            ["caller", "limit"],
+            registry=r,
+        )
+        self.ledger_errors = Counter(
+            "fxn_usage_ledger_errors_total",
+            "Failed writes to usage.sqlite (the rows are kept for the next write)",
+            registry=r,
+        )
+        self.limits_settle_errors = Counter(
+            "fxn_limits_settle_errors_total",
+            "Slots or token charges that could not be reported to Redis after an answer",
+            registry=r,
+        )

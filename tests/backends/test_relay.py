@@ -22,6 +22,7 @@ COMPLETION: dict[str, Any] = {"prompt": "the function network routes", "temperat
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
 # Past either server's context (256 tokens for vLLM, 2048 for llama.cpp): two tokens or more a repeat.
 LONG_PROMPT = "the network " * LLAMA_CONTEXT
+_ATTEMPTS = 3
 
 
 def _body(front: Front, kind: str, model: str | None = None, **extra: Any) -> bytes:
@@ -69,19 +70,33 @@ def test_stream_events_are_byte_identical(
     extra: dict[str, Any] = {"stream": True}
     if include_usage is not None:
         extra["stream_options"] = {"include_usage": include_usage}
-    through, straight = _both(front, signed, direct, PATHS[kind], _body(front, kind, **extra))
-    assert (through.status_code, straight.status_code) == (200, 200)
+    body = _body(front, kind, **extra)
+    # A stream that did not ask for usage is asked for it by the node (forceStreamUsage): the events
+    # relayed are the server's answer to that, without its usage event (SPEC §6). vLLM's differ from its
+    # answer to the request as sent: asked for usage, it moves system_fingerprint from the last content
+    # event into the usage event.
+    forced = (
+        body if include_usage else _body(front, kind, stream=True, stream_options={"include_usage": True})
+    )
+    # Two generations are compared: under load vLLM sometimes sends two tokens in one event (its output
+    # loop fell behind the engine), on either side. A relay defect fails every attempt; that does not.
+    for attempt in range(_ATTEMPTS):
+        through = signed.post(front.node.url + PATHS[kind], content=body)
+        straight = direct.post(front.server.url + PATHS[kind], content=forced)
+        assert (through.status_code, straight.status_code) == (200, 200)
+        relayed, _signature = split_signature(through.content)
+        usage_events = [
+            e for e in events(straight.content) if b'"usage"' in e and b'"choices":[]' in e.replace(b" ", b"")
+        ]
+        expected = [e for e in events(straight.content) if include_usage or e not in usage_events]
+        if events(normalized(relayed)) == [normalized(e) for e in expected] or attempt == _ATTEMPTS - 1:
+            break
+    assert events(normalized(relayed)) == [normalized(e) for e in expected]
     assert through.headers["Content-Type"] == straight.headers["Content-Type"]
     assert through.headers["Content-Type"].startswith("text/event-stream")
-    relayed, _signature = split_signature(through.content)
-    assert events(normalized(relayed)) == events(normalized(straight.content))
     assert events(straight.content)[-1].startswith(b"data: [DONE]")
-    usage_events = [
-        e for e in events(straight.content) if b'"usage"' in e and b'"choices":[]' in e.replace(b" ", b"")
-    ]
     # llama-cpp-python's server ignores stream_options: its streams never carry usage.
-    reports_usage = include_usage and front.server.kind == "vllm"
-    assert len(usage_events) == (1 if reports_usage else 0)
+    assert len(usage_events) == (1 if front.server.kind == "vllm" else 0)
     assert "X-Fxn-Response-Signature" not in through.headers
 
 

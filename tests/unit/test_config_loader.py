@@ -133,7 +133,7 @@ def test_unknown_keys_get_did_you_mean(fxn_home: Path) -> None:
         f"{path}:2: unknown key `node.listenprot` (did you mean `listenPort`?)",
         f"{path}:5: unknown key `nonceCache.redisURL` (did you mean `redisUrl`?)",
         f"{path}:6: unknown key `colour` (remove it; the keys here are node, logger, rpcProvider, chainId, "
-        "registry, schedulerAddress, auth, nonceCache, proxy, metrics, tracing, challenge)",
+        "registry, schedulerAddress, auth, nonceCache, limits, usage, proxy, metrics, tracing, challenge)",
     ]
 
 

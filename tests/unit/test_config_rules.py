@@ -103,7 +103,15 @@ def test_backend_yaml_booleans_are_true_or_false_only(tmp_path: Path, loc: tuple
     assert problem.message == f"{'.'.join(loc)}: Input should be a valid boolean, got 'yes'"
     assert problem.fix == BOOL_FIX
     path.write_text(yaml.safe_dump(nest(loc, "WORD", doc)).replace("WORD", "false"))
-    assert load_backends_file(path, {}).models[0].health_check.enabled is False
+    current: Any = load_backends_file(path, {})
+    for part in loc:
+        if part == "0":
+            current = current[0]
+            continue
+        current = next(
+            getattr(current, n) for n, f in type(current).model_fields.items() if (f.alias or n) == part
+        )
+    assert current is False
 
 
 def test_a_yes_where_text_is_expected_stays_the_word(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ _COMMAND_MODULES: Final = (
     "status",
     "provider",  # the on-chain lifecycle: register, update, pause, unpause, status
     "doctor",
+    "usage",
     "request",
     "challenge",
     "bench",

@@ -106,6 +106,8 @@ class ModelConfig(ConfigModel):
     backends: list[BackendEndpoint] = Field(min_length=1)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     health_check: HealthCheck = Field(default_factory=HealthCheck)
+    # SPEC §6: ask the backend for stream usage when the client did not, and keep it for the ledger.
+    force_stream_usage: bool = True
 
     @field_validator("fxn_id", mode="before")
     @classmethod

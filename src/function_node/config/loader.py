@@ -8,6 +8,7 @@ camelCase alias keys) are walked back down the node tree to the line of the offe
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import re
@@ -38,6 +39,7 @@ _BACKEND_FILE: Final = "backend.yaml"
 _DOTTED_KEY: Final = re.compile(r"\b[a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)+\b")
 _QUOTED: Final = re.compile(r"'([^']+)'")
 _ENV_REF: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_KEY_LOC: Final = "[key]"  # pydantic's location part for a mapping's key (the key itself is refused)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -189,9 +191,7 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
     for part in loc:
         if isinstance(node, yaml.MappingNode):
             # The last of duplicated keys is the one PyYAML keeps, so it is the one to point at.
-            matches = [
-                (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)
-            ]
+            matches = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and _is_key(k, part)]
             if not matches:
                 return line
             key, node = matches[-1]
@@ -202,6 +202,16 @@ def _line_of(root: yaml.Node | None, loc: Sequence[str | int]) -> int | None:
         else:
             return line
     return line
+
+
+def _is_key(key: yaml.ScalarNode, part: str | int) -> bool:
+    if key.value == str(part):
+        return True
+    # A key YAML read as a number (an unquoted 0x... address) is named by its decimal value.
+    if key.tag.endswith(":int"):
+        with contextlib.suppress(ValueError):
+            return int(key.value.replace("_", ""), 0) == int(part)
+    return False
 
 
 def _last_scalar_line(root: yaml.Node | None, text: str) -> int | None:
@@ -257,7 +267,7 @@ def _problem(
     loc: Loc = tuple(err["loc"])
     kind: str = err["type"]
     message: str = err["msg"].removeprefix("Value error, ")
-    dotted = ".".join(str(p) for p in loc)
+    dotted = ".".join(str(p) for p in loc if p != _KEY_LOC)
     for prefix, var in overridden.items():
         if loc[: len(prefix)] == prefix:
             return ConfigProblem(f"environment variable {var}", None, f"{dotted}: {message}", _fix(kind, err))
@@ -319,10 +329,13 @@ def _fix(kind: str, err: Any) -> str:
 
 def _did_you_mean(model: type[BaseModel], loc: Loc) -> str:
     current: type[BaseModel] | None = model
+    keyed = False  # the previous part was a mapping field: this part is one of its keys
     for part in loc[:-1]:
-        if current is None or isinstance(part, int):
+        if current is None or isinstance(part, int) or keyed:
+            keyed = False
             continue
-        current = _submodel(current, part)
+        keyed = _mapping_values(current, part) is not None
+        current = _mapping_values(current, part) or _submodel(current, part)
     if current is None:
         return "remove it"
     known = [f.alias or n for n, f in current.model_fields.items()]
@@ -333,6 +346,17 @@ def _did_you_mean(model: type[BaseModel], loc: Loc) -> str:
     if close:
         return f"did you mean `{close[0]}`?"
     return f"remove it; the keys here are {', '.join(known)}"
+
+
+def _mapping_values(model: type[BaseModel], alias: str) -> type[BaseModel] | None:
+    """The model of a mapping field's values (``limits.callers``: address -> CallerLimits)."""
+    for name, field in model.model_fields.items():
+        if (field.alias or name) == alias and typing.get_origin(field.annotation) is dict:
+            args = typing.get_args(field.annotation)
+            value = args[1] if len(args) == 2 else None
+            if isinstance(value, type) and issubclass(value, BaseModel):
+                return value
+    return None
 
 
 def _submodel(model: type[BaseModel], alias: str) -> type[BaseModel] | None:

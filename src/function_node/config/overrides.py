@@ -53,6 +53,9 @@ def _env_value(raw: str, field: FieldInfo) -> Any:
         if text.startswith("[") and text.endswith("]"):
             text = text[1:-1]
         return [item.strip().strip("'\"") for item in text.split(",") if item.strip()]
+    if typing.get_origin(annotation) is dict:
+        # A YAML flow mapping, as the file would have it: {"0xabc...": {requestsPerMinute: 60}}.
+        return parse_scalar(raw) if raw.strip() else {}
     if annotation in (int, bool) or (annotation is float and not field.metadata):
         # A YAML scalar, so 9000 is an int and true is a bool, exactly as in the file.
         return parse_scalar(raw) if raw.strip() else raw

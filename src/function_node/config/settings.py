@@ -6,10 +6,10 @@ Durations are float seconds. Loading, environment overrides and error formatting
 
 from __future__ import annotations
 
-from typing import ClassVar, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from function_node.config.durations import Duration
@@ -19,8 +19,11 @@ from function_node.signing import normalize_address
 __all__ = [
     "MAX_MATMUL_SIZE",
     "AuthSettings",
+    "CallerLimits",
     "ChallengeSettings",
     "ConfigModel",
+    "LimitValues",
+    "LimitsSettings",
     "LoggerSettings",
     "MatmulSettings",
     "MetricsSettings",
@@ -33,6 +36,7 @@ __all__ = [
     "Settings",
     "StaticLists",
     "TracingSettings",
+    "UsageSettings",
     "public_url",
     "rpc_url_list",
     "split_host_port",
@@ -40,6 +44,8 @@ __all__ = [
 
 MAX_MATMUL_SIZE: Final = 65536
 _MAX_PORT: Final = 65535
+_ADDRESS_BITS: Final = 160
+_DEFAULT_RETENTION_S: Final = 90 * 86400.0
 
 
 class ConfigModel(BaseModel):
@@ -249,6 +255,80 @@ class ChallengeSettings(ConfigModel):
     endpoint_allowlist: list[str] = Field(default_factory=list)
 
 
+class LimitValues(ConfigModel):
+    """One caller's budgets (SPEC §11); 0 means unlimited."""
+
+    requests_per_minute: int = Field(default=0, ge=0)
+    tokens_per_minute: int = Field(default=0, ge=0)
+    max_concurrent: int = Field(default=0, ge=0)
+
+
+class CallerLimits(ConfigModel):
+    """A caller's own budgets; a key left out comes from ``limits.default``."""
+
+    requests_per_minute: int | None = Field(default=None, ge=0)
+    tokens_per_minute: int | None = Field(default=None, ge=0)
+    max_concurrent: int | None = Field(default=None, ge=0)
+
+
+def _caller_key(key: object) -> str:
+    if isinstance(key, int) and not isinstance(key, bool) and 0 <= key < 1 << _ADDRESS_BITS:
+        # YAML reads an unquoted 0x... as a hexadecimal number, and its text is gone by now.
+        raise ValueError(f'{key:#042x} is a number to YAML, not an address; quote the address: "0x..."')
+    if not isinstance(key, str):
+        raise ValueError(f"{key!r} is not a caller address; write it quoted, 0x followed by 40 hex digits")
+    return _address(key).lower()
+
+
+CallerAddress = Annotated[str, BeforeValidator(_caller_key)]
+
+
+class LimitsSettings(ConfigModel):
+    default: LimitValues = Field(default_factory=LimitValues)
+    # Keyed by lower-case address (any case in the file); each entry overrides the default key by key.
+    callers: dict[CallerAddress, CallerLimits] = Field(default_factory=dict)
+
+    @field_validator("callers", mode="before")
+    @classmethod
+    def _one_entry_per_caller(cls, value: object) -> object:
+        # Two spellings of one address would be merged silently (the last winning) once normalised.
+        if isinstance(value, dict):
+            seen: set[str] = set()
+            for key in value:
+                try:
+                    address = _caller_key(key)
+                except ValueError:
+                    continue  # reported with its own line by the key's validator
+                if address in seen:
+                    raise ValueError(
+                        f"limits.callers lists {address} twice (addresses are compared without case); "
+                        "keep one entry per caller"
+                    )
+                seen.add(address)
+        return value
+
+    def for_caller(self, address: str) -> LimitValues:
+        """The budgets of ``address`` (lower-case): its own entry over the default, key by key."""
+        own = self.callers.get(address)
+        if own is None:
+            return self.default
+        base = self.default
+        return LimitValues(
+            requests_per_minute=_first(own.requests_per_minute, base.requests_per_minute),
+            tokens_per_minute=_first(own.tokens_per_minute, base.tokens_per_minute),
+            max_concurrent=_first(own.max_concurrent, base.max_concurrent),
+        )
+
+
+def _first(value: int | None, fallback: int) -> int:
+    return fallback if value is None else value
+
+
+class UsageSettings(ConfigModel):
+    # How long the hourly rows of the usage ledger (usage.sqlite in the home directory) are kept.
+    retention: Duration = Field(default=_DEFAULT_RETENTION_S, gt=0)
+
+
 class Settings(ConfigModel):
     """The whole of config.yaml."""
 
@@ -260,6 +340,8 @@ class Settings(ConfigModel):
     scheduler_address: list[str] = Field(default_factory=list)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     nonce_cache: NonceCacheSettings = Field(default_factory=NonceCacheSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
     proxy: ProxySettings = Field(default_factory=ProxySettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     tracing: TracingSettings = Field(default_factory=TracingSettings)

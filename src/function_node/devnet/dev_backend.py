@@ -104,6 +104,12 @@ async def _document(request: web.Request) -> dict[str, Any] | web.Response:
     return doc
 
 
+def _asks_usage(doc: dict[str, Any]) -> bool:
+    """``stream_options.include_usage``: a usage-only event (``"choices": []``) before ``[DONE]``."""
+    options = doc.get("stream_options")
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
 def _delay(request: web.Request) -> float:
     value = request.get(REQUEST_TOKEN_DELAY)
     return value if value is not None else request.app[TOKEN_DELAY]
@@ -148,8 +154,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         events.append(
             orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
         )
-        options = doc.get("stream_options")
-        if isinstance(options, dict) and options.get("include_usage"):
+        if _asks_usage(doc):
             events.append(orjson.dumps({**base, "choices": [], "usage": usage}))
         return await _stream(request, events, _delay(request))
     return _json(
@@ -184,6 +189,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
     model = str(doc.get("model", DEFAULT_MODEL))
     ident = "cmpl-" + hashlib.sha256(prompt.encode()).hexdigest()[:24]
     base = {"id": ident, "object": "text_completion", "created": int(time.time()), "model": model}
+    usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": count}
+    usage["total_tokens"] = usage["prompt_tokens"] + count
     if doc.get("stream") is True:
         events = [
             orjson.dumps({**base, "choices": [{"index": 0, "text": t, "finish_reason": None}]})
@@ -192,9 +199,9 @@ async def completions(request: web.Request) -> web.StreamResponse:
         events.append(
             orjson.dumps({**base, "choices": [{"index": 0, "text": "", "finish_reason": "length"}]})
         )
+        if _asks_usage(doc):
+            events.append(orjson.dumps({**base, "choices": [], "usage": usage}))
         return await _stream(request, events, _delay(request))
-    usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": count}
-    usage["total_tokens"] = usage["prompt_tokens"] + count
     choice = {"index": 0, "text": "".join(tokens), "finish_reason": "length", "logprobs": None}
     return _json({**base, "choices": [choice], "usage": usage})
 

@@ -1,17 +1,20 @@
 """The node's application: routes, middlewares, and the lifespan that owns every long-lived resource.
 
 ``create_app`` only wires; nothing is opened until the app starts. The lifespan (one
-``cleanup_ctx`` entry) opens, in order, the upstream HTTP client, the nonce store, the registries,
-the backend pools with their health checks and the challenge registry, and closes them in reverse
-order when the server has drained. A second entry refreshes the GPU gauges every 15 s, only where
+``cleanup_ctx`` entry) opens, in order, the upstream HTTP client, the nonce store, the usage ledger
+and its writer, the registries, the backend pools with their health checks and the challenge
+registry, and closes them in reverse order when the server has drained (the ledger's last batch is
+written then). A second entry refreshes the GPU gauges every 15 s, only where
 NVML answers. Nothing lives at module level, so tests build apps freely.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Final
 
 import aiohttp
 from aiohttp import web
@@ -20,6 +23,7 @@ from function_node import __version__
 from function_node.challenges.base import ChallengeContext
 from function_node.config.backends import BackendConfig
 from function_node.config.settings import Settings
+from function_node.errors import FxnError
 from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
 from function_node.node.auth import add_node_header, auth_middleware
@@ -27,12 +31,15 @@ from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.gpu_metrics import gpu_metrics_ctx
 from function_node.node.health import add_status_routes
+from function_node.node.metering import metering_middleware
 from function_node.node.observe import install_request_id, observe_middleware
 from function_node.node.proxy import add_openai_routes
 from function_node.node.upstream import IdleCappedConnector
 from function_node.signing import LocalSigner, to_checksum_address
 
 __all__ = ["backends_lifespan", "create_app", "node_application", "upstream_session"]
+
+_SLOT_LEASE_MARGIN_S: Final = 60.0  # a concurrency slot in Redis outlives the longest answer by this
 
 
 def upstream_session(settings: Settings) -> aiohttp.ClientSession:
@@ -48,6 +55,11 @@ def upstream_session(settings: Settings) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None),
         skip_auto_headers=("User-Agent",),
     )
+
+
+def _slot_lease(backends: BackendConfig) -> float:
+    """How long a Redis concurrency slot outlives a worker that died holding it: the longest answer."""
+    return max((m.timeouts.total for m in backends.models), default=0.0) + _SLOT_LEASE_MARGIN_S
 
 
 def backends_lifespan(
@@ -71,10 +83,10 @@ def backends_lifespan(
 
 def node_application(settings: Settings, metrics: NodeMetrics) -> web.Application:
     """The node's application shell: every production middleware and response hook, in production order
-    (observe, then auth), and no routes. ``create_app`` builds on it, and so do tests that serve other
-    handlers behind the real stack: nothing that guards the node can be left out of them."""
+    (observe, then auth, then metering), and no routes. ``create_app`` builds on it, and so do tests that
+    serve other handlers behind the real stack: nothing that guards the node can be left out of them."""
     app = web.Application(
-        middlewares=[observe_middleware(metrics), auth_middleware],
+        middlewares=[observe_middleware(metrics), auth_middleware, metering_middleware],
         # The auth middleware reads the body with the configured limit; aiohttp's own default (1 MiB)
         # would refuse larger bodies first with a different answer.
         client_max_size=settings.auth.max_body_bytes + 1,
@@ -92,7 +104,8 @@ def create_app(
     *,
     metrics: NodeMetrics | None = None,
 ) -> web.Application:
-    """The node: observe → auth middlewares, status, OpenAI and challenge routes, and the lifespan."""
+    """The node: observe → auth → metering middlewares, status, OpenAI and challenge routes, and the
+    lifespan."""
     from function_node.node.challenge import CHALLENGE_CONTEXT, CHALLENGES, challenge_handler
 
     node_metrics = metrics if metrics is not None else NodeMetrics()
@@ -112,7 +125,9 @@ def create_app(
         from function_node.challenges.registry import default_challenges
         from function_node.node.nonces import create_nonce_store
         from function_node.node.tracing import create_tracing
+        from function_node.node.usage import UsageRecorder
         from function_node.registry.factory import open_registries
+        from function_node.usage.ledger import UsageLedger, ledger_path
 
         log = get_logger("fxn.node")
         async with contextlib.AsyncExitStack() as stack:
@@ -121,6 +136,17 @@ def create_app(
             nonces = create_nonce_store(settings.nonce_cache)
             stack.push_async_callback(nonces.close)
             await nonces.start()  # the memory store's periodic purge; the Redis store's first ping
+            recorder = UsageRecorder(
+                node_metrics, UsageLedger(ledger_path(home)), retention=settings.usage.retention
+            )
+            try:
+                await recorder.start()
+            except (OSError, sqlite3.Error) as exc:
+                raise FxnError(
+                    f"cannot open the usage ledger {ledger_path(home)}: {exc}; the node's home directory "
+                    "must be writable by the node"
+                ) from exc
+            stack.push_async_callback(recorder.close)
             registries = await open_registries(
                 settings,
                 home,
@@ -139,7 +165,7 @@ def create_app(
             stack.push_async_callback(tracing.close)
 
             app[BACKENDS] = backend_set
-            app[CONTEXT] = NodeContext(
+            app[CONTEXT] = context = NodeContext(
                 settings=settings,
                 home=home,
                 signer=signer,
@@ -147,7 +173,10 @@ def create_app(
                 nonces=nonces,
                 metrics=node_metrics,
                 tracing=tracing,
+                recorder=recorder,
+                slot_lease=_slot_lease(backends),
             )
+            stack.push_async_callback(context.gate.close)
             app[CHALLENGES] = challenges
             app[CHALLENGE_CONTEXT] = ChallengeContext(
                 settings=settings,

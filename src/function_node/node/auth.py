@@ -30,8 +30,9 @@ from function_node.errors import AuthError, NonceStoreError, RegistryError, Sign
 from function_node.logs import escape_untrusted, get_logger
 from function_node.node.answers import error_answer
 from function_node.node.body import read_body
-from function_node.node.caller import Caller, set_caller
+from function_node.node.caller import ADMISSION, Caller, set_caller
 from function_node.node.context import CONTEXT, NodeContext
+from function_node.node.limits import Admission
 from function_node.node.nonces import NonceQuotaError
 from function_node.protocol import (
     HEADER_ADDRESS,
@@ -63,6 +64,7 @@ __all__ = [
 REASON_KEY: Final = web.RequestKey("fxn_reason", str)  # the reason code of an error answer
 ANSWER_SIGNER: Final = web.RequestKey("fxn_answer_signer", AnswerSigner)
 _CHALLENGE_PATH: Final = "/challenge"
+_V1_PREFIX: Final = "/v1/"  # the routes the per-caller budgets count (SPEC §11)
 
 
 def answer_signer_of(request: web.Request) -> AnswerSigner | None:
@@ -94,8 +96,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     set_caller(request, caller)
     try:
         if caller.scheme != "bypass":
+            limited = request.path.startswith(_V1_PREFIX)  # budgets count /v1/* requests
             with ctx.tracing.span("auth.nonce"):
-                await _claim_nonce(ctx, caller)
+                request[ADMISSION] = await _claim_nonce(ctx, caller, limited=limited)
         response = await handler(request)
     except asyncio.CancelledError:
         raise
@@ -138,9 +141,11 @@ async def _verify(request: web.Request, ctx: NodeContext) -> Caller:
     )
 
 
-async def _claim_nonce(ctx: NodeContext, caller: Caller) -> None:
+async def _claim_nonce(ctx: NodeContext, caller: Caller, *, limited: bool) -> Admission:
+    """Step 6, with the caller's budgets checked in the same call (a refusal is the metering
+    middleware's to answer: it is not an authentication failure)."""
     try:
-        fresh = await ctx.nonces.claim(caller.address, caller.nonce)
+        admission = await ctx.gate.claim(caller.address, caller.nonce, limited=limited)
     except NonceStoreError as exc:
         ctx.metrics.nonce_store_errors.inc()
         raise auth_error(Reason.NONCE_STORE_UNAVAILABLE, f"the nonce store is unavailable: {exc}") from exc
@@ -150,8 +155,9 @@ async def _claim_nonce(ctx: NodeContext, caller: Caller) -> None:
             f"{exc} (nonceCache.maxEntriesPerCaller); its oldest nonce expires in {exc.retry_after}s",
             headers={"Retry-After": str(exc.retry_after)},
         ) from exc
-    if not fresh:
+    if admission is None:
         raise auth_error(Reason.REPLAYED_NONCE, "this X-Nonce was already used by this caller")
+    return admission
 
 
 def _role_of(address: str, ctx: NodeContext) -> CallerRole | None:

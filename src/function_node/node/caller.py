@@ -1,4 +1,5 @@
-"""The authenticated caller of a request, set by the auth middleware and read by handlers."""
+"""The authenticated caller of a request and its admission (SPEC §11), set by the auth middleware and
+read by the metering middleware and the handlers."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from typing import Final
 
 from aiohttp import web
 
+from function_node.node.limits import Admission
 from function_node.registry.directory import CallerRole
 
-__all__ = ["Caller", "caller_of", "set_caller"]
+__all__ = ["ADMISSION", "Caller", "admission_of", "caller_of", "set_caller"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +43,11 @@ def caller_of(request: web.Request) -> Caller:
     if not isinstance(caller, Caller):
         raise RuntimeError(f"{request.path} reached a handler without passing the auth middleware")
     return caller
+
+
+# The outcome of the nonce claim's admission: absent under ``registry.bypassAuth`` (no claim, no limits).
+ADMISSION: Final = web.RequestKey("fxn_admission", Admission)
+
+
+def admission_of(request: web.Request) -> Admission | None:
+    return request.get(ADMISSION)

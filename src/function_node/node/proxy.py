@@ -1,9 +1,9 @@
 """The OpenAI endpoints (SPEC §6): read ``"model"``, pick the model's pool, forward.
 
 The body was read (within ``auth.maxBodyBytes``) and authenticated by the auth middleware; the
-handler takes it from the caller record and never reads the request again. It is re-serialised only
-when ``upstreamModel`` differs from the requested name, so everything else reaches the backend
-byte for byte.
+handler takes it from the caller record and never reads the request again. It is edited only when
+``upstreamModel`` differs from the requested name and when the node asks for a stream's usage (SPEC
+§6), each edit a splice of the one member concerned, so every other byte reaches the backend as sent.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ from aiohttp import web
 from function_node.errors import ApiError
 from function_node.node.backends import BACKENDS
 from function_node.node.caller import caller_of
+from function_node.node.json_edit import set_string_member
+from function_node.node.meter import meter_of
+from function_node.node.metering import request_stream_usage
 from function_node.node.relay import forward
 
 __all__ = ["OPENAI_PATHS", "add_openai_routes", "openai_handler", "select_model"]
@@ -48,8 +51,11 @@ async def openai_handler(request: web.Request) -> web.StreamResponse:
         raise ApiError(404, f"model {name!r} is not served by this node", code="model_not_found")
     upstream = pool.config.upstream_model
     if upstream and upstream != name:
-        document["model"] = upstream
-        body = orjson.dumps(document)
+        body = set_string_member(body, "model", name, upstream)
+    meter = meter_of(request)
+    if meter is not None:
+        meter.model = name
+        body = request_stream_usage(request, pool.config, document, body, meter)
     return await forward(request, pool, body, backends.metrics)
 
 

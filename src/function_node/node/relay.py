@@ -29,6 +29,7 @@ from function_node.errors import UpstreamError
 from function_node.metrics import NodeMetrics
 from function_node.node.backends import Backend, BackendPool, describe_failure
 from function_node.node.context import CONTEXT
+from function_node.node.meter import meter_of
 from function_node.node.stream import relay_stream
 from function_node.node.tracing import NO_TRACING
 from function_node.protocol import is_fxn_header
@@ -79,6 +80,7 @@ DROP_RESPONSE_HEADERS: Final = frozenset(
     }
 )
 _SSE: Final = "text/event-stream"
+_FIRST_NON_SUCCESS: Final = 300
 
 
 class _UnreachableError(Exception):
@@ -220,14 +222,19 @@ async def _exchange(
         ) from exc
 
     complete = False
+    meter = meter_of(request)
     try:
         if resp.content_type == _SSE:
             answer = await _start_stream(request, pool, backend, resp=resp, started=started, metrics=metrics)
         else:
             answer = await _relay_body(pool, backend, resp, started, metrics)
+            if meter is not None and answer.status < _FIRST_NON_SUCCESS and isinstance(answer.body, bytes):
+                meter.take_json(answer.body)
         complete = True
         return answer
     finally:
+        if meter is not None:
+            meter.upstream_seconds += time.perf_counter() - started
         if complete:
             resp.release()
         else:

@@ -1,6 +1,8 @@
 """Relaying a backend's event stream (SSE) to the client, chunk by chunk, and signing it at the end.
 
-The bytes are relayed exactly as they arrive (no re-chunking, no re-encoding). After the last of them
+The bytes are relayed exactly as they arrive (no re-chunking, no re-encoding), through the request's
+:class:`~function_node.node.usage_parse.StreamUsageTap`, which takes the stream's usage and, when the
+node asked for it itself, holds that one event back (SPEC §6). After the last of them
 the node writes one SSE comment, ``: fxn-signature 0x…``, whose signature covers every byte relayed
 before it (SPEC §5); SSE clients ignore comment lines. How a stream ends:
 
@@ -27,6 +29,7 @@ from aiohttp import web
 from function_node.metrics import NodeMetrics
 from function_node.node.auth import answer_signer_of
 from function_node.node.backends import Backend, BackendPool
+from function_node.node.meter import meter_of
 
 __all__ = ["STREAM_OUTCOME", "StreamOutcome", "relay_stream", "stream_error_event"]
 
@@ -64,6 +67,8 @@ async def relay_stream(
     """Relay ``first`` and the rest of ``resp`` into the prepared ``out``; returns ``out``."""
     answer_signer = answer_signer_of(request)
     signature = answer_signer.stream(out.status) if answer_signer is not None else None
+    meter = meter_of(request)
+    tap = meter.stream_tap() if meter is not None else None
     content = resp.content
     chunk = first
     last = b""
@@ -71,9 +76,11 @@ async def relay_stream(
     failure = kind = ""
     try:
         while chunk:
-            await out.write(chunk)
-            if signature is not None:
-                signature.update(chunk)
+            relayed = tap.feed(chunk) if tap is not None else chunk
+            if relayed:
+                await out.write(relayed)
+                if signature is not None:
+                    signature.update(relayed)
             saw_data = saw_data or _DATA_FIELD in chunk
             last = (last + chunk)[-_TAIL_KEPT:]
             if last.endswith(_DONE_EVENT):
@@ -95,15 +102,16 @@ async def relay_stream(
                 break
         if not failure and not saw_data:
             failure, kind = "the backend answered with an empty event stream", "empty_stream"
-        tail = b""
+        # An event the tap still holds (the backend stopped inside it) is the backend's: relay it.
+        tail = tap.flush() if tap is not None else b""
         if failure:
             backend.error(metrics, kind)
             # Close any event the backend left half-written, so the error event parses on its own.
-            tail = (b"" if not last or last.endswith(_EVENT_END) else _EVENT_END) + stream_error_event(
+            tail += (b"" if not last or last.endswith(_EVENT_END) else _EVENT_END) + stream_error_event(
                 failure
             )
-            if signature is not None:
-                signature.update(tail)
+        if tail and signature is not None:
+            signature.update(tail)
         request[STREAM_OUTCOME] = StreamOutcome.BACKEND_FAILED if failure else StreamOutcome.COMPLETE
         backend.latency_metric.observe(time.perf_counter() - started)
     except ConnectionResetError:
