@@ -12,11 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
-import structlog
 from aiohttp import web
 from structlog.testing import capture_logs
 
 from function_node.client import FxnSigner
+from function_node.logs import merge_request_context
 from function_node.metrics import NodeMetrics
 from function_node.node.context import CONTEXT
 from function_node.signing import LocalSigner
@@ -355,7 +355,7 @@ async def test_request_log_line_names_the_model_of_a_404_and_the_reason_of_a_502
 
     dead = f"http://127.0.0.1:{free_port()}"
     client = await proxy_client(backend_config(model_doc("dev", [dead])))
-    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with capture_logs(processors=[merge_request_context]) as logs:
         missing = await client.post("/v1/chat/completions", json={**CHAT, "model": "no-such-model"})
         unreachable = await client.post("/v1/chat/completions", json=CHAT)
     assert (missing.status, unreachable.status) == (404, 502)

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from function_node.errors import ApiError, NonceStoreError, RegistryError
+from function_node.logs import bind_request, merge_request_context
 from function_node.metrics import NodeMetrics
 from function_node.node.observe import install_request_id, observe_middleware
 
@@ -36,7 +37,7 @@ async def _nonces(request: web.Request) -> web.Response:
 
 
 async def _ok(request: web.Request) -> web.Response:
-    structlog.contextvars.bind_contextvars(model="m1")
+    bind_request(model="m1")
     return web.json_response({"ok": True})
 
 
@@ -106,7 +107,7 @@ async def test_api_error_headers_kept(client: Callable[[], Awaitable[Client]]) -
 
 
 async def test_log_line_and_metrics(client: Callable[[], Awaitable[Client]], metrics: NodeMetrics) -> None:
-    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+    with structlog.testing.capture_logs(processors=[merge_request_context]) as logs:
         c = await client()  # the middleware binds its logger when built
         resp = await c.get("/ok/123", headers={"X-Request-Id": "caller-chosen-id"})
         await c.get("/ok/456")

@@ -26,15 +26,16 @@ from function_node.config.settings import Settings
 from function_node.errors import FxnError
 from function_node.logs import get_logger
 from function_node.metrics import NodeMetrics
-from function_node.node.auth import add_node_header, auth_middleware
+from function_node.node.auth import ANSWER_SIGNER, auth_middleware
 from function_node.node.backends import BACKENDS, BackendSet
 from function_node.node.context import CONTEXT, NodeContext
 from function_node.node.gpu_metrics import gpu_metrics_ctx
 from function_node.node.health import add_status_routes
 from function_node.node.metering import metering_middleware
-from function_node.node.observe import install_request_id, observe_middleware
+from function_node.node.observe import REQUEST_ID, observe_middleware
 from function_node.node.proxy import add_openai_routes
 from function_node.node.upstream import IdleCappedConnector
+from function_node.protocol import HEADER_NODE
 from function_node.signing import LocalSigner, to_checksum_address
 
 __all__ = ["backends_lifespan", "create_app", "node_application", "upstream_session"]
@@ -81,6 +82,18 @@ def backends_lifespan(
     return lifespan
 
 
+async def _stamp_answer(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: ``X-Request-Id`` on every answer and ``X-Fxn-Node`` on every answer to an
+    authenticated request, streamed ones included (their headers leave before the middlewares see them
+    again). One hook for both: each hook is one more coroutine per answer."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+    signer = request.get(ANSWER_SIGNER)
+    if signer is not None:
+        response.headers[HEADER_NODE] = signer.signer.address
+
+
 def node_application(settings: Settings, metrics: NodeMetrics) -> web.Application:
     """The node's application shell: every production middleware and response hook, in production order
     (observe, then auth, then metering), and no routes. ``create_app`` builds on it, and so do tests that
@@ -91,8 +104,7 @@ def node_application(settings: Settings, metrics: NodeMetrics) -> web.Applicatio
         # would refuse larger bodies first with a different answer.
         client_max_size=settings.auth.max_body_bytes + 1,
     )
-    install_request_id(app)
-    app.on_response_prepare.append(add_node_header)
+    app.on_response_prepare.append(_stamp_answer)
     return app
 
 

@@ -15,7 +15,7 @@ Once the signature verified, whatever the handler answers or raises is answered 
 :mod:`function_node.node.answers` and signed (``X-Fxn-Response-Signature``), refusals after the check
 (``replayed_nonce``) included. A streamed answer's headers leave before the middleware sees it again:
 the relay signs it with the trailing SSE line (from the :class:`AnswerSigner` stored on the request),
-and :func:`add_node_header` puts ``X-Fxn-Node`` on its headers as they leave.
+and the app's response hook puts ``X-Fxn-Node`` on its headers as they leave.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from function_node.node.limits import Admission
 from function_node.node.nonces import NonceQuotaError
 from function_node.protocol import (
     HEADER_ADDRESS,
-    HEADER_NODE,
     HEADER_NONCE,
     HEADER_RESPONSE_SIGNATURE,
     AnswerSigner,
@@ -55,7 +54,6 @@ from function_node.signing import body_sha256, recover_address
 __all__ = [
     "ANSWER_SIGNER",
     "REASON_KEY",
-    "add_node_header",
     "answer_signer_of",
     "auth_middleware",
 ]
@@ -109,13 +107,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-async def add_node_header(request: web.Request, response: web.StreamResponse) -> None:
-    """``on_response_prepare`` hook: ``X-Fxn-Node`` on every answer to an authenticated request."""
-    signer = request.get(ANSWER_SIGNER)
-    if signer is not None:
-        response.headers[HEADER_NODE] = signer.signer.address
-
-
 async def _verify(request: web.Request, ctx: NodeContext) -> Caller:
     """Steps 1-5: the request is who it says it is (the nonce is claimed afterwards)."""
     headers = parse_auth_headers(request.headers)
@@ -127,7 +118,7 @@ async def _verify(request: web.Request, ctx: NodeContext) -> Caller:
             f"X-Timestamp is {skew:.0f}s away from the node's clock; the limit is "
             f"{ctx.settings.auth.max_clock_skew:.0f}s (check the caller's clock)",
         )
-    async with ctx.body_budget.hold() as held:
+    with ctx.body_budget.hold() as held:
         body = await read_body(request, ctx.settings.auth, held)
         body_hash = body_sha256(body)
         _check_signature(request, ctx, headers, body_hash)
@@ -204,7 +195,7 @@ def _check_signature(request: web.Request, ctx: NodeContext, headers: AuthHeader
 
 async def _admit_bypass(request: web.Request, ctx: NodeContext) -> Caller:
     """``registry.bypassAuth``: everyone is admitted, but the body limits still hold."""
-    async with ctx.body_budget.hold() as held:
+    with ctx.body_budget.hold() as held:
         body = await read_body(request, ctx.settings.auth, held)
     address = request.headers.get(HEADER_ADDRESS, "").strip()
     return Caller(

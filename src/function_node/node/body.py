@@ -16,8 +16,6 @@ they like. Three limits (SPEC §5 step 4) stop that:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import web
@@ -40,14 +38,10 @@ class BodyBudget:
         self.limit = limit
         self.used = 0
 
-    @contextlib.asynccontextmanager
-    async def hold(self) -> AsyncIterator[BudgetHold]:
-        """A hold that gives back every byte it took when the block ends (an error or a cancel included)."""
-        held = BudgetHold(self)
-        try:
-            yield held
-        finally:
-            self.used -= held.taken
+    def hold(self) -> BudgetHold:
+        """A hold that gives back every byte it took when its ``with`` block ends (an error or a cancel
+        included). A plain context manager: an async one would cost a generator per request."""
+        return BudgetHold(self)
 
 
 class BudgetHold:
@@ -57,6 +51,13 @@ class BudgetHold:
 
     def __init__(self, budget: BodyBudget) -> None:
         self._budget = budget
+        self.taken = 0
+
+    def __enter__(self) -> BudgetHold:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._budget.used -= self.taken
         self.taken = 0
 
     def take(self, count: int) -> None:
@@ -80,6 +81,14 @@ async def read_body(request: web.Request, settings: AuthSettings, held: BudgetHo
         raise auth_error(Reason.BODY_TOO_LARGE, f"the body is {declared} bytes; the limit is {limit}")
     if not request.body_exists:
         return b""
+    content = request.content
+    if declared is not None and content.is_eof():
+        # The whole body came with the headers (nearly every request): no wait, so no deadline to arm.
+        held.take(declared)
+        try:
+            return await content.readexactly(declared)
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial  # the client sent less than it declared; the signature decides
     try:
         async with asyncio.timeout(settings.body_read_timeout):
             if declared is not None:

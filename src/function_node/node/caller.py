@@ -14,7 +14,8 @@ from function_node.registry.directory import CallerRole
 __all__ = ["ADMISSION", "Caller", "admission_of", "caller_of", "set_caller"]
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per request, and a frozen dataclass pays object.__setattr__ per field.
+@dataclass(slots=True)
 class Caller:
     """Who sent the request, and its body as read (within ``auth.maxBodyBytes``) by the middleware.
 

@@ -9,16 +9,16 @@ bounded.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from typing import Final
 
-import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client.metrics import Counter, Histogram
 
-from function_node.logs import get_logger
+from function_node.logs import REQUEST_CONTEXT, RequestLine, get_logger
 from function_node.metrics import NodeMetrics
 from function_node.node.answers import error_answer
 from function_node.node.auth import REASON_KEY
@@ -36,11 +36,21 @@ _CLIENT_CLOSED: Final = 499  # nginx's convention for "the client went away firs
 _UNMATCHED: Final = "unmatched"
 
 
-def _request_id(request: web.Request) -> str:
-    given = request.headers.get("X-Request-Id", "")
-    if 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
-        return given
-    return os.urandom(8).hex()
+class _RequestIds:
+    """Request ids unique across processes and restarts: a random prefix drawn once, and a counter
+    (a random id per request would cost a getrandom() call each)."""
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(5).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self, request: web.Request) -> str:
+        given = request.headers.get("X-Request-Id", "")
+        if 0 < len(given) <= _MAX_REQUEST_ID and given.isascii() and given.isprintable():
+            return given
+        return f"{self._prefix}{next(self._counter):06x}"
 
 
 def _route(request: web.Request) -> str:
@@ -53,6 +63,8 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
     # bind() resolves structlog's lazy proxy once (configure logging before building the app);
     # the proxy would otherwise rebuild the logger on every request line.
     log = get_logger("fxn.request").bind()
+    request_line = RequestLine()
+    request_ids = _RequestIds()
     # Labelled children, cached per app: labels() takes a lock and hashes on every call.
     counters: dict[tuple[str, str, int], Counter] = {}
     histograms: dict[tuple[str, str], Histogram] = {}
@@ -72,12 +84,14 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
-        request_id = _request_id(request)
+        request_id = request_ids(request)
         request[REQUEST_ID] = request_id
         route = _route(request)
         # aiohttp serves a keep-alive connection's requests in one task, so one request's context
-        # would leak into the next without the clear in ``finally``.
-        structlog.contextvars.bind_contextvars(request_id=request_id, route=route, method=request.method)
+        # would leak into the next without the reset in ``finally``.
+        log_context = REQUEST_CONTEXT.set(
+            {"request_id": request_id, "route": route, "method": request.method}
+        )
         context = request.app.get(CONTEXT)
         tracing = context.tracing if context is not None else NO_TRACING
         status = 500
@@ -98,14 +112,14 @@ def observe_middleware(metrics: NodeMetrics) -> Middleware:
                     caller = caller_of(request).address
                 except RuntimeError:  # refused before auth finished, or an unauthenticated route
                     caller = ""
-                log.info(
+                request_line.info(
                     "request",
                     status=status,
                     latency_ms=round(elapsed * 1000, 3),
                     caller=caller,
                     reason=request.get(REASON_KEY, ""),
                 )
-                structlog.contextvars.clear_contextvars()
+                REQUEST_CONTEXT.reset(log_context)
 
     async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:

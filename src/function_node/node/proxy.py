@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import Any, Final
 
 import orjson
-import structlog
 from aiohttp import web
 
 from function_node.errors import ApiError
+from function_node.logs import bind_request
 from function_node.node.backends import BACKENDS
 from function_node.node.caller import caller_of
 from function_node.node.json_edit import set_string_member
@@ -44,7 +44,7 @@ def select_model(body: bytes) -> tuple[str, dict[str, Any]]:
 async def openai_handler(request: web.Request) -> web.StreamResponse:
     body = caller_of(request).body
     name, document = select_model(body)
-    structlog.contextvars.bind_contextvars(model=name)  # the request's log line names it, a 404's too
+    bind_request(model=name)  # the request's log line names it, a 404's too
     backends = request.app[BACKENDS]
     pool = backends.pool(name)
     if pool is None:

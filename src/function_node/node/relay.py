@@ -23,7 +23,7 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from function_node.errors import UpstreamError
 from function_node.metrics import NodeMetrics
@@ -32,7 +32,6 @@ from function_node.node.context import CONTEXT
 from function_node.node.meter import meter_of
 from function_node.node.stream import relay_stream
 from function_node.node.tracing import NO_TRACING
-from function_node.protocol import is_fxn_header
 
 __all__ = ["DROP_REQUEST_HEADERS", "DROP_RESPONSE_HEADERS", "forward", "request_headers", "response_headers"]
 
@@ -97,32 +96,46 @@ def _connection_named(headers: CIMultiDictProxy[str]) -> set[str]:
     return {token.strip().lower() for value in headers.getall("Connection", ()) for token in value.split(",")}
 
 
-def request_headers(headers: CIMultiDictProxy[str], credentials: Mapping[str, str]) -> CIMultiDict[str]:
+# Header lists are plain (name, value) pairs: aiohttp copies whatever it is given into its own
+# CIMultiDict, so building one here too would copy every header twice; pairs keep repeated names.
+Headers = list[tuple[str, str]]
+_FXN_PREFIX: Final = "x-fxn-"
+_TRACE_CONTEXT: Final = frozenset({"traceparent", "tracestate"})
+
+
+def request_headers(
+    headers: CIMultiDictProxy[str], credentials: Mapping[str, str], *, traced: bool = False
+) -> Headers:
     """The caller's headers a backend may see, with the backend's own ``credentials`` replacing any
-    caller header of the same name (case-insensitively), never sitting beside it."""
-    dropped = _connection_named(headers) if "Connection" in headers else set()
-    dropped.update(name.lower() for name in credentials)
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in DROP_REQUEST_HEADERS or lower in dropped or is_fxn_header(lower):
-            continue
-        out.add(name, value)
-    out.update(credentials)
+    caller header of the same name (case-insensitively), never sitting beside it; with ``traced`` the
+    caller's W3C trace context is left for the node's own (the tracer adds it)."""
+    dropped: frozenset[str] | set[str] = DROP_REQUEST_HEADERS
+    if credentials or traced or "Connection" in headers:
+        dropped = set(DROP_REQUEST_HEADERS).union(name.lower() for name in credentials)
+        if "Connection" in headers:
+            dropped |= _connection_named(headers)
+        if traced:
+            dropped |= _TRACE_CONTEXT
+    out = [
+        (name, value)
+        for name, value in headers.items()
+        if (lower := name.lower()) not in dropped and not lower.startswith(_FXN_PREFIX)
+    ]
+    out.extend(credentials.items())
     return out
 
 
-def response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+def response_headers(headers: CIMultiDictProxy[str]) -> Headers:
     """The backend's answer headers the client may see: never hop-by-hop ones, never ``X-Fxn-*``
     (only the node speaks for the node)."""
-    dropped = _connection_named(headers) if "Connection" in headers else ()
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lower = name.lower()
-        if lower in DROP_RESPONSE_HEADERS or lower in dropped or is_fxn_header(lower):
-            continue
-        out.add(name, value)
-    return out
+    dropped: frozenset[str] | set[str] = DROP_RESPONSE_HEADERS
+    if "Connection" in headers:
+        dropped = DROP_RESPONSE_HEADERS | _connection_named(headers)
+    return [
+        (name, value)
+        for name, value in headers.items()
+        if (lower := name.lower()) not in dropped and not lower.startswith(_FXN_PREFIX)
+    ]
 
 
 def _timeout_error(model: str, what: str, seconds: float | None) -> UpstreamError:
@@ -166,8 +179,12 @@ async def forward(
         tried.append(backend)
         try:
             with tracing.span("upstream", **{"fxn.backend": backend.name}):
-                headers = request_headers(request.headers, backend.headers)
-                tracing.inject(headers)  # the backend joins the trace (W3C traceparent)
+                traced = tracing is not NO_TRACING
+                headers = request_headers(request.headers, backend.headers, traced=traced)
+                if traced:
+                    trace_context: dict[str, str] = {}
+                    tracing.inject(trace_context)  # the backend joins the trace (W3C traceparent)
+                    headers.extend(trace_context.items())
                 return await _exchange(
                     request, session, pool, backend, headers=headers, body=body, metrics=metrics
                 )
@@ -186,7 +203,7 @@ async def _exchange(
     pool: BackendPool,
     backend: Backend,
     *,
-    headers: CIMultiDict[str],
+    headers: Headers,
     body: bytes,
     metrics: NodeMetrics,
 ) -> web.StreamResponse:

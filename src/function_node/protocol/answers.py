@@ -67,7 +67,8 @@ class StreamSigner:
         return STREAM_SIGNATURE_PREFIX + signature.encode() + _STREAM_SIGNATURE_END
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is built per request, and a frozen dataclass pays object.__setattr__ per field.
+@dataclass(slots=True)
 class AnswerSigner:
     """Signs the answers to one authenticated request: bound to the node, the caller, the request's
     body hash and nonce; each answer adds its status and the hash of its body."""
