@@ -27,7 +27,7 @@
 # OUTDIR then holds summary.md (printed last), summary.json and raw.tar.gz (every raw output); at most
 # 8 files come back from the device tool, so the raw outputs travel as one archive.
 # Exit 0 when every step passed and, on CUDA, every goal of issue 15 was met; 1 when a step failed; 3 when
-# every step passed but a goal was missed (bench/gpu_summary.py); 2 on bad usage.
+# every step passed but a goal was missed (bench/gpu/summary.py); 2 on bad usage.
 #
 # Rehearsal without a GPU (bench/gpu_rehearsal.sh does this): FXN_GPU_CHECK_DEVICE=cpu runs every step on
 # torch's CPU device at small sizes (the CUDA tests under FXN_GPU_TESTS_ON_CPU=1, the bench with
@@ -72,7 +72,7 @@ FXN_GPU_CHECK_SOURCE="src $(bash bench/gpu_wheels.sh --src-digest)"
 FXN="$SITE/bin/fxn"
 STARTED=$SECONDS
 trap 'rm -rf "$WORK"' EXIT
-helper() { "$PY" "$ROOT/bench/gpu_check.py" "$@"; }
+helper() { "$PY" "$ROOT/bench/gpu/steps.py" "$@"; }
 
 # step NAME LIMIT_S FUNCTION: run FUNCTION under `timeout` (its output to raw/NAME.log), record
 # "NAME rc seconds limit" in raw/steps.tsv. The limit shrinks to what the budget has left (20 s are kept
@@ -187,7 +187,7 @@ step challenge 75 do_challenge
 step root 30 do_root
 step bare 25 do_bare
 
-"$PY" "$ROOT/bench/gpu_summary.py" "$RAW" "$OUTDIR" --device "$DEVICE"
+"$PY" "$ROOT/bench/gpu/summary.py" "$RAW" "$OUTDIR" --device "$DEVICE"
 rc=$?
 if [ ! -s "$OUTDIR/summary.md" ]; then
   echo "gpu_check: the summary could not be written (exit $rc); the steps:" >&2

@@ -3,14 +3,14 @@
 # device time is spent (issue 15). It proves the script's plumbing and the wheel set, never the GPU:
 #
 # 1. a stand-in for the GPU image: a fresh venv of .venv's Python that sees, of .venv's packages, exactly
-#    those named in bench/gpu_image_packages.txt (torch's CPU build among them), and nothing else;
+#    those named in bench/gpu/image-packages.txt (torch's CPU build among them), and nothing else;
 # 2. the same wheel set as .whl/, built for this Python (FXN_WHEELS_PYTHON=3.11 bench/gpu_wheels.sh);
 # 3. bench/gpu_check.sh with FXN_GPU_CHECK_DEVICE=cpu on that stand-in: install into a temporary target,
 #    env, pytest -m gpu (the CUDA tests' assertions on torch's CPU device), the bench (--backend torch-cpu),
 #    the bare GEMM, a real node challenged by fxn challenge, the whole root on the CPU, the summary;
 # 4. the real .whl/ (cp312, as the GPU machine gets it) installed with a CPython 3.12 here, beside cp312
 #    wheels of what the image provides, then every function_node module imported, `fxn --help`, and every
-#    requirement checked (bench/gpu_check.py deps): a wheel missing from .whl/ or built for the wrong
+#    requirement checked (bench/gpu/steps.py deps): a wheel missing from .whl/ or built for the wrong
 #    Python fails here.
 # Writes OUTDIR/cpu/ (gpu_check.sh's output) and OUTDIR/cp312.log; exit 0 when both passed.
 #   bash bench/gpu_wheels.sh && bash bench/gpu_rehearsal.sh /tmp/fxn-gpu-rehearsal
@@ -35,10 +35,10 @@ if [ ! -f .whl/MANIFEST.txt ]; then
   exit 2
 fi
 
-echo "gpu_rehearsal: 1. the stand-in image (.venv's packages named in bench/gpu_image_packages.txt)"
+echo "gpu_rehearsal: 1. the stand-in image (.venv's packages named in bench/gpu/image-packages.txt)"
 BASE_PY=$("$VENV_PY" -c 'import sys; print(sys._base_executable)')
 "$BASE_PY" -m venv "$WORK/image" || exit 1
-"$VENV_PY" - "$WORK/image" bench/gpu_image_packages.txt <<'EOF' || exit 1
+"$VENV_PY" - "$WORK/image" bench/gpu/image-packages.txt <<'EOF' || exit 1
 import re, sys, sysconfig
 from importlib import metadata
 from pathlib import Path
@@ -101,7 +101,7 @@ echo "gpu_rehearsal: 4. .whl/ (cp312) with $PY312"
     "$WORK"/image-cp312/*.whl .whl/*.whl
   export PYTHONPATH="$WORK/site312"
   cd "$WORK"  # not the checkout: what runs is the installed wheel, not src/
-  "$PY312" "$ROOT/bench/gpu_check.py" deps
+  "$PY312" "$ROOT/bench/gpu/steps.py" deps
   "$PY312" - <<'EOF'
 import importlib, pkgutil, function_node
 names = [m.name for m in pkgutil.walk_packages(function_node.__path__, "function_node.")]

@@ -11,7 +11,7 @@
 # the test plugin pytest-asyncio that pyproject's pytest settings name, resolved together for CPython 3.12 on
 # manylinux x86_64 (the GPU machine's python3), at the versions installed in .venv where it has them (the
 # versions the test suite passed with); then it keeps only those the GPU image lacks, i.e. whose name is not
-# in bench/gpu_image_packages.txt. One version of each, checked; the total must stay under
+# in bench/gpu/image-packages.txt. One version of each, checked; the total must stay under
 # FXN_WHEELS_LIMIT_MIB (24) and, with the working tree that travels beside it, under the device tool's
 # 64 MiB (56 here, for margin). DEST/MANIFEST.txt lists what was carried and what the image provides.
 #
@@ -36,7 +36,7 @@ PYVER=${FXN_WHEELS_PYTHON:-3.12}
 LIMIT_MIB=${FXN_WHEELS_LIMIT_MIB:-24}
 TRAVEL_LIMIT_MIB=56
 PY=${PYTHON:-.venv/bin/python}
-IMAGE_LIST=bench/gpu_image_packages.txt
+IMAGE_LIST=bench/gpu/image-packages.txt
 EXTRA=(pytest-asyncio)
 ABI=cp${PYVER/./}
 PLATFORM=(--only-binary=:all: --python-version "$PYVER" --implementation cp --abi "$ABI"
@@ -106,7 +106,7 @@ git diff --quiet HEAD -- src pyproject.toml 2>/dev/null || source_id="$source_id
   echo "# carried (bench/gpu_check.sh installs these into /tmp/site):"
   basename "$PROJECT"
   cat "$WORK/carry.txt"
-  echo "# provided by the GPU image (bench/gpu_image_packages.txt), resolved here at these versions:"
+  echo "# provided by the GPU image (bench/gpu/image-packages.txt), resolved here at these versions:"
   cat "$WORK/provided.txt"
 } >"$DEST/MANIFEST.txt"
 

@@ -1,8 +1,8 @@
 """bench/gpu_check.sh's summary: the steps, the bench figures against issue 15's goals, the challenge.
 
-    python3 bench/gpu_summary.py RAW OUTDIR --device cuda|cpu
+    python3 bench/gpu/summary.py RAW OUTDIR --device cuda|cpu
 
-Reads RAW/steps.tsv and what bench/gpu_check.py and ``fxn bench matmul --json`` wrote under RAW; writes
+Reads RAW/steps.tsv and what bench/gpu/steps.py and ``fxn bench matmul --json`` wrote under RAW; writes
 OUTDIR/summary.md (printed too) and OUTDIR/summary.json. Exit 0 when every step passed and, on CUDA,
 every goal was met; 1 when a step failed; 3 when every step passed but a goal was missed. The goals are
 not judged on the CPU rehearsal: its figures say nothing about a GPU.
@@ -93,6 +93,14 @@ def _markdown(summary: dict[str, Any]) -> str:
     if summary["goals"]:
         lines += ["", "| goal (issue 15) | measured | met? |", "| --- | --- | --- |"]
         lines += [f"| {g['goal']} | {g['value']} | {'yes' if g['met'] else 'NO'} |" for g in summary["goals"]]
+    root = summary.get("root")
+    if root:
+        same = "the same" if root.get("same") else "DIFFERENT"
+        lines += [
+            "",
+            f"root at n = {root['size']}: the node's {root['nodeRoot']} and the CPU's {root['cpuRoot']}"
+            f" are {same} (numpy took {root['cpuSeconds']:.1f} s)",
+        ]
     if summary.get("challenge"):
         lines += ["", "challenge (fxn challenge through a real node, CPU verifier):", "```"]
         lines += [*summary["challenge"], "```"]

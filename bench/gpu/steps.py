@@ -1,15 +1,15 @@
 """The Python steps of bench/gpu_check.sh (issue 15's check of the CUDA path), one subcommand each.
 
-    python3 bench/gpu_check.py env --device cuda --out RAW/env.json
-    python3 bench/gpu_check.py bare --device cuda --sizes 4096,8192 --out RAW/bare.json
-    python3 bench/gpu_check.py home DIR            # a node home; prints "PORT NODE_ADDRESS SCHEDULER_KEY"
-    python3 bench/gpu_check.py wait URL            # until URL/health answers 200
-    python3 bench/gpu_check.py junit RAW/pytest.xml --device cuda
-    python3 bench/gpu_check.py root --challenge RAW/challenge.txt --size N --seed S --prover A --out F
-    python3 bench/gpu_check.py deps                # every requirement of the node installed, in range
+    python3 bench/gpu/steps.py env --device cuda --out RAW/env.json
+    python3 bench/gpu/steps.py bare --device cuda --sizes 4096,8192 --out RAW/bare.json
+    python3 bench/gpu/steps.py home DIR            # a node home; prints "PORT NODE_ADDRESS SCHEDULER_KEY"
+    python3 bench/gpu/steps.py wait URL            # until URL/health answers 200
+    python3 bench/gpu/steps.py junit RAW/pytest.xml --device cuda
+    python3 bench/gpu/steps.py root --challenge RAW/challenge.txt --size N --seed S --prover A --out F
+    python3 bench/gpu/steps.py deps                # every requirement of the node installed, in range
 
 Each prints what it found and exits 0 (passed) or 1 (failed); the shell script records that per step.
-bench/gpu_summary.py then reads what they wrote.
+bench/gpu/summary.py then reads what they wrote.
 """
 
 from __future__ import annotations
