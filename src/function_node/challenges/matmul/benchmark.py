@@ -13,9 +13,9 @@ import numpy as np
 
 from function_node.challenges.matmul.commitment import MerkleTree
 from function_node.challenges.matmul.compute import MatmulBackend, TorchBackend
-from function_node.challenges.matmul.generate import MatrixKeys, Seed
+from function_node.challenges.matmul.generate import MatrixKeys, Seed, generate_rows_torch
 
-__all__ = ["BenchRow", "bare_gemm_seconds", "bench_size", "default_sizes"]
+__all__ = ["BenchRow", "bare_gemm_seconds", "bench_size", "default_sizes", "elementwise_passes"]
 
 _MIN_SIZE: Final = 256
 # Benchmarks compute for a fixed prover: the cost does not depend on the address, only the values do.
@@ -36,6 +36,21 @@ class BenchRow:
     def tops(self) -> float:
         return 2 * self.n**3 / (self.gemm_ms / 1000) / 1e12 if self.gemm_ms > 0 else 0.0
 
+    @property
+    def bare_tops(self) -> float:
+        return 2 * self.n**3 / (self.bare_gemm_ms / 1000) / 1e12 if self.bare_gemm_ms > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "gemmMs": self.gemm_ms,
+            "totalMs": self.total_ms,
+            "bareGemmMs": self.bare_gemm_ms,
+            "tops": self.tops,
+            "bareTops": self.bare_tops,
+            "phasesMs": self.phases_ms,
+        }
+
 
 def default_sizes(max_size: int, memory_bytes: float | None = None) -> list[int]:
     """Powers of two from 256 up to ``max_size`` (and, on a GPU, half its memory)."""
@@ -46,6 +61,15 @@ def default_sizes(max_size: int, memory_bytes: float | None = None) -> list[int]
             sizes.append(n)
         n *= 2
     return sizes or [min(max_size, _MIN_SIZE)]
+
+
+def elementwise_passes(backend: MatmulBackend) -> str:
+    """How a torch backend runs generation and digests after its first computation: "compiled" when
+    torch.compile's passes matched eager mode bit for bit, else "eager"; "numpy" for the CPU path."""
+    if not isinstance(backend, TorchBackend):
+        return "numpy"
+    # TorchBackend swaps its private pass functions for the compiled ones only after its exactness probe.
+    return "eager" if backend._generate is generate_rows_torch else "compiled"
 
 
 def bare_gemm_seconds(backend: MatmulBackend, n: int) -> float:
