@@ -100,13 +100,13 @@ def main() -> int:
     node_home.write_home(str(home), port=PORT)
     procs: list[subprocess.Popen[bytes]] = []
 
+    log = (run / "proxies.log").open("ab")
+
     def start(argv: list[str], cpu: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen(
             ["taskset", "-c", str(cpu), *argv],
             env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL
-            if env is None
-            else open(run / f"{argv[0].rsplit('/', 1)[-1]}.log", "ab"),
+            stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
@@ -143,16 +143,21 @@ def main() -> int:
                 wait_up(port)
                 signed = run / "signed.lua"
                 subprocess.run(
-                    ["taskset", "-c", "0", str(apy), str(anchors / "signing.py"), "gen", "--body", str(body)]
-                    + ["--count", str(15000 * (args.duration + 1) + 2000), "--out", str(signed)],
+                    [
+                        *("taskset", "-c", "0", str(apy), str(anchors / "signing.py"), "gen"),
+                        *("--body", str(body), "--count", str(15000 * (args.duration + 1) + 2000)),
+                        *("--out", str(signed)),
+                    ],
                     check=True,
                     capture_output=True,
                 )
                 before = cpu_seconds(proc.pid)
                 out = subprocess.run(
-                    ["taskset", "-c", "0", "wrk", "-t1", f"-c{args.concurrency}", f"-d{args.duration}s"]
-                    + ["--timeout", "10s", "-s", str(anchors / "post_signed.lua")]
-                    + [f"http://127.0.0.1:{port}/v1/chat/completions"],
+                    [
+                        *("taskset", "-c", "0", "wrk", "-t1", f"-c{args.concurrency}", f"-d{args.duration}s"),
+                        *("--timeout", "10s", "-s", str(anchors / "post_signed.lua")),
+                        f"http://127.0.0.1:{port}/v1/chat/completions",
+                    ],
                     env={
                         **os.environ,
                         "BODY_FILE": str(body),
@@ -174,10 +179,10 @@ def main() -> int:
                 results[name].append((used / n * 1e6, rps, errors))
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=30)
-                print(
-                    f"round {rnd + 1} {name:<14} {used / n * 1e6:7.1f} us/req {rps:8.0f} req/s errors={errors}"
-                )
+                cost = used / n * 1e6
+                print(f"round {rnd + 1} {name:<14} {cost:7.1f} us/req {rps:8.0f} req/s errors={errors}")
     finally:
+        log.close()
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

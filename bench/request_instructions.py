@@ -68,7 +68,6 @@ async def child(target: str, requests: int, anchors: Path) -> None:
     backend_port, proxy_port = free_port(), free_port()
     runners = [await serve(backend, backend_port)]
     base = f"http://127.0.0.1:{backend_port}"
-    node_address = LocalSigner.from_hex(NODE_KEY).address
     if target == "aiohttp_auth":
         import ref_proxy_aiohttp_auth  # type: ignore[import-not-found]
 
@@ -87,7 +86,9 @@ async def child(target: str, requests: int, anchors: Path) -> None:
         settings = Settings.model_validate(
             {"registry": {"static": {"gateways": [LocalSigner.from_hex(GATEWAY_KEY).address]}}}
         )
-        config = BackendConfig.model_validate({"models": [{"name": "bench-chat", "backends": [{"url": base}]}]})
+        config = BackendConfig.model_validate(
+            {"models": [{"name": "bench-chat", "backends": [{"url": base}]}]}
+        )
         app = create_app(settings, config, LocalSigner.from_hex(NODE_KEY), home)
     runners.append(await serve(app, proxy_port))
     signer = FxnSigner(GATEWAY_KEY)
@@ -146,7 +147,8 @@ def main() -> int:
         print(f"{target:<13} {per_request[target]:12,.0f} instructions per request", flush=True)
     if len(per_request) == 2:
         extra = per_request["node"] - per_request["aiohttp_auth"]
-        print(f"node - aiohttp_auth: {extra:,.0f} instructions per request ({extra / per_request['node']:.0%} of node)")
+        share = extra / per_request["node"]
+        print(f"node - aiohttp_auth: {extra:,.0f} instructions per request ({share:.0%} of node)")
     print(f"$ {' '.join([Path(sys.executable).name, *sys.argv])}")
     return 0
 
