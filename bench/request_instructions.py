@@ -113,7 +113,7 @@ async def child(target: str, requests: int, anchors: Path) -> None:
 
 
 def count(target: str, requests: int, anchors: Path, src: Path | None) -> int:
-    env = dict(os.environ)
+    env = dict(os.environ, PYTHONHASHSEED="0")  # the same hashes, so the same dict layouts, every run
     if src is not None:
         env["PYTHONPATH"] = str(src)
     argv = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, __file__]
