@@ -1,7 +1,7 @@
 """CPU per chat request of the node, A/B, under the shared yardstick's load (../shared/bench-anchors).
 
     .venv/bin/python bench/request_cost.py [--rounds 5] [--duration 3] [--variant NAME=ENV ...]
-        [--src NAME=DIR ...] [--anchors DIR]
+        [--src NAME=DIR ...] [--redis] [--anchors DIR]
 
 Each variant is one ``fxn start`` with the yardstick's node home (node_home.py: static gateway, memory
 nonces, logger info/json) plus environment overrides (``FXN_*``) or another copy of the package's source
@@ -13,7 +13,10 @@ its process tree from /proc, until it is idle again) and of req/s, and each vari
 aiohttp_auth in the same round. The machine is shared: compare within one run.
 
 Variants that turn a feature off (``log=FXN_LOGGER_VERBOSITY=warn``) price that feature: this is how
-docs/benchmarks.md shows where the floor is.
+docs/benchmarks.md shows where the floor is. ``--redis`` starts a throw-away ``redis-server`` on CPU 0
+(beside the load, like a Redis on another host) and puts its URL for ``{redis}`` in the variants, e.g.
+``redis=FXN_NONCECACHE_BACKEND=redis,FXN_NONCECACHE_REDISURL={redis}``; the CPU of every worker process
+counts, Redis's own does not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import argparse
 import os
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,6 +57,13 @@ def cpu_seconds(pid: int) -> float:
     return total / TICKS
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def wait_up(port: int) -> None:
     for _ in range(300):
         try:
@@ -81,6 +92,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--variant", action="append", default=[], help="NAME=VAR=VALUE[,VAR=VALUE]")
     parser.add_argument("--src", action="append", default=[], help="NAME=DIR: run this copy of src/")
+    parser.add_argument("--redis", action="store_true", help="start a redis-server for {redis}")
     parser.add_argument("--anchors", type=Path, default=ROOT.parent / "shared" / "bench-anchors")
     args = parser.parse_args()
     anchors = args.anchors.resolve()
@@ -117,7 +129,15 @@ def main() -> int:
     for spec in args.variant:
         name, _, assignments = spec.partition("=")
         env = dict(a.split("=", 1) for a in assignments.split(",") if a)
+        if any("{redis}" in v for v in env.values()) and not args.redis:
+            raise SystemExit(f"variant {name} uses {{redis}}: add --redis")
         variants.append((name, env))
+    if args.redis:
+        redis_port = free_port()
+        redis_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis_argv = ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1"]
+        start([*redis_argv, "--save", "", "--appendonly", "no", "--dir", str(run)], 0)
+        variants = [(n, {k: v.replace("{redis}", redis_url) for k, v in e.items()}) for n, e in variants]
     for spec in args.src:
         name, _, directory = spec.partition("=")
         variants.append((name, {"PYTHONPATH": str(Path(directory).resolve())}))
