@@ -17,8 +17,8 @@ from function_node.devnet.process import free_port
 from function_node.devnet.redis_server import RedisServer
 from function_node.signing import LocalSigner
 from tests.fixtures.backend import SLOW_STREAM, FakeBackend
-from tests.fixtures.node import NodeProcess, model_doc
-from tests.fixtures.signed import sse_events
+from tests.fixtures.drain import stream_across_sigterm
+from tests.fixtures.node import NodeProcess, model_doc, two_worker_node
 
 pytestmark = pytest.mark.integration
 
@@ -59,27 +59,7 @@ def test_sigterm_lets_the_stream_finish_and_exits_0(
     node = node_factory(
         models=[model_doc(SLOW_STREAM, [fake_backend.url])], gateways=[gateway_signer.address], schedulers=[]
     )
-    tokens = 30
-    with (
-        httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http,
-        http.stream(
-            "POST",
-            node.url + "/v1/chat/completions",
-            content=_chat(SLOW_STREAM, stream=True, max_tokens=tokens),
-        ) as resp,
-    ):
-        assert resp.status_code == 200
-        chunks = resp.iter_raw()
-        received = next(chunks)
-        node.process.signal(signal.SIGTERM)
-        node.wait_for_log(lambda d: d.get("event", "").startswith("stopping"))
-        received += b"".join(chunks)
-    events = sse_events(received)
-    assert events[-1] == "data: [DONE]"
-    assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
-    assert node.process.process is not None
-    assert node.process.process.wait(timeout=30) == 0
-    assert fake_backend.cancelled_models() == []
+    stream_across_sigterm(node, gateway_signer, fake_backend, stopping="stopping")
 
 
 def test_ready_is_503_without_a_healthy_backend(
@@ -126,14 +106,7 @@ def test_workers_without_redis_is_refused(
 def test_two_workers_share_the_port_and_the_replay_window(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
-    node = NodeProcess(
-        tmp_path,
-        models=[model_doc("dev", [fake_backend.url])],
-        gateways=[gateway_signer.address],
-        schedulers=[],
-        config={"nonceCache": {"backend": "redis", "redisUrl": redis_server.url}},
-        args=["--workers", "2"],
-    )
+    node = two_worker_node(tmp_path, fake_backend, gateway_signer, redis_server)
     node.start()
     try:
         workers = node.wait_for_log(lambda d: d.get("event") == "workers started")
@@ -195,14 +168,7 @@ def test_with_two_workers_every_scrape_counts_the_whole_node(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
     """Each scrape used to reach one worker and show its counts only, so counters went backwards."""
-    node = NodeProcess(
-        tmp_path,
-        models=[model_doc("dev", [fake_backend.url])],
-        gateways=[gateway_signer.address],
-        schedulers=[],
-        config={"nonceCache": {"backend": "redis", "redisUrl": redis_server.url}},
-        args=["--workers", "2"],
-    )
+    node = two_worker_node(tmp_path, fake_backend, gateway_signer, redis_server)
     node.start()
     try:
         node.wait_for_log(lambda d: d.get("event") == "workers started")

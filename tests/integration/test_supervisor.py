@@ -25,9 +25,9 @@ from function_node.client import FxnAuth
 from function_node.devnet.redis_server import RedisServer
 from function_node.metrics import MULTIPROC_DIR_ENV
 from function_node.signing import LocalSigner
-from tests.fixtures.backend import SLOW_STREAM, FakeBackend
-from tests.fixtures.node import NodeProcess, model_doc
-from tests.fixtures.signed import sse_events
+from tests.fixtures.backend import FakeBackend
+from tests.fixtures.drain import stream_across_sigterm
+from tests.fixtures.node import NodeProcess, model_doc, two_worker_node
 
 pytestmark = pytest.mark.integration
 
@@ -91,19 +91,6 @@ def _count_is(node: NodeProcess, name: str, count: int) -> Callable[[], bool]:
     return lambda: len(_events(node, name)) == count
 
 
-def _redis_node(
-    tmp_path: Path, backend: FakeBackend, gateway: LocalSigner, redis: RedisServer
-) -> NodeProcess:
-    return NodeProcess(
-        tmp_path,
-        models=[model_doc("dev", [backend.url]), model_doc(SLOW_STREAM, [backend.url])],
-        gateways=[gateway.address],
-        schedulers=[],
-        config={"nonceCache": {"backend": "redis", "redisUrl": redis.url}},
-        args=["--workers", "2"],
-    )
-
-
 def test_a_sighup_while_the_node_starts_is_applied_not_fatal(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner
 ) -> None:
@@ -134,7 +121,7 @@ def test_a_sighup_while_the_node_starts_is_applied_not_fatal(
 def test_sighup_while_workers_start_reaches_them_without_killing_them(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
-    node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server)
+    node = two_worker_node(tmp_path, fake_backend, gateway_signer, redis_server)
     node.process.port = None
     node.process.start()
     assert node.process.process is not None
@@ -160,7 +147,7 @@ def test_sighup_while_workers_start_reaches_them_without_killing_them(
 def test_a_worker_killed_with_9_is_restarted_and_the_node_keeps_serving(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
-    node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server)
+    node = two_worker_node(tmp_path, fake_backend, gateway_signer, redis_server)
     shared_metrics = tmp_path / "prometheus"
     shared_metrics.mkdir()
     node.process.env[MULTIPROC_DIR_ENV] = str(shared_metrics)
@@ -203,30 +190,10 @@ def test_a_worker_killed_with_9_is_restarted_and_the_node_keeps_serving(
 def test_sigterm_with_workers_drains_the_stream_and_exits_0(
     tmp_path: Path, fake_backend: FakeBackend, gateway_signer: LocalSigner, redis_server: RedisServer
 ) -> None:
-    node = _redis_node(tmp_path, fake_backend, gateway_signer, redis_server).start()
+    node = two_worker_node(tmp_path, fake_backend, gateway_signer, redis_server).start()
     try:
         _wait(lambda: len(_events(node, "listening")) == 2, "both workers to listen")
-        tokens = 30
-        with (
-            httpx.Client(auth=FxnAuth(gateway_signer), timeout=30) as http,
-            http.stream(
-                "POST",
-                node.url + "/v1/chat/completions",
-                content=_chat(SLOW_STREAM, stream=True, max_tokens=tokens),
-            ) as resp,
-        ):
-            assert resp.status_code == 200
-            chunks = resp.iter_raw()
-            received = next(chunks)
-            node.process.signal(signal.SIGTERM)
-            node.wait_for_log(lambda d: d.get("event") == "stopping workers")
-            received += b"".join(chunks)
-        events = sse_events(received)
-        assert events[-1] == "data: [DONE]"
-        assert len(events) == 1 + tokens + 1 + 1  # role, tokens, finish, [DONE]
-        assert node.process.process is not None
-        assert node.process.process.wait(timeout=30) == 0
+        stream_across_sigterm(node, gateway_signer, fake_backend, stopping="stopping workers")
         assert _events(node, "worker exited; restarting it") == []
-        assert fake_backend.cancelled_models() == []
     finally:
         node.stop()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final
 from function_node.errors import NonceStoreError
 from function_node.logs import get_logger
 from function_node.node.nonces import NonceQuotaError
+from function_node.redis_pool import bounded_client
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -65,32 +66,17 @@ class RedisNonceStore:
         socket_timeout: float = _REDIS_SOCKET_TIMEOUT,
         max_connections: int = _REDIS_MAX_CONNECTIONS,
     ) -> None:
-        # Imported here: redis is only needed by nodes configured for it.
-        from redis.asyncio import BlockingConnectionPool, Redis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-        from redis.exceptions import ConnectionError as RedisConnectionError
-
         if ttl <= 0 or max_per_caller < 1:
             raise ValueError("ttl must be positive and max_per_caller at least 1")
         self.url = url
         self.ttl_ms = max(1, round(ttl * _MS))
         self.key_prefix = key_prefix
         self.max_per_caller = max_per_caller
-        # One retry, on connection errors only: it replaces a pooled connection that died with a
-        # restarted Redis. A timeout is not retried: the claim may have reached Redis, and a retry
-        # would then report the caller's own first attempt as a replay.
-        # A bounded pool: a burst of requests waits (up to socket_timeout) for one of
-        # max_connections connections instead of opening one connection per request.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=socket_timeout,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # Retried once on a connection error only: a timed-out claim may have reached Redis, and a
+        # retry would then report the caller's own first attempt as a replay.
+        self.redis: Redis = bounded_client(
+            url, max_connections=max_connections, timeout=socket_timeout, retry_reconnect=True
         )
-        self.redis: Redis = Redis.from_pool(pool)
         # EVALSHA, falling back to EVAL once per connection the first time Redis has not seen it.
         self._claim: AsyncScript = self.redis.register_script(_CLAIM_SCRIPT)
 

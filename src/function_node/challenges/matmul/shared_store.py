@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from function_node.redis_pool import bounded_client
+
 if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
@@ -64,18 +66,11 @@ class RedisCommitments:
     """Publish, peek at and take commitments in the Redis of ``nonceCache.redisUrl``."""
 
     def __init__(self, url: str, ttl: float) -> None:
-        from redis.asyncio import BlockingConnectionPool, Redis
-
         self.url = url
         self.ttl_ms = max(1, round(ttl * 1000))
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=_MAX_CONNECTIONS,
-            timeout=_SOCKET_TIMEOUT_S,
-            socket_timeout=_SOCKET_TIMEOUT_S,
-            socket_connect_timeout=_SOCKET_TIMEOUT_S,
+        self.redis: Redis = bounded_client(
+            url, max_connections=_MAX_CONNECTIONS, timeout=_SOCKET_TIMEOUT_S, retry_reconnect=False
         )
-        self.redis: Redis = Redis.from_pool(pool)
         self._take: AsyncScript = self.redis.register_script(_TAKE_SCRIPT)
 
     async def publish(self, commitment_id: str, size: int, digests: Sequence[int]) -> None:
