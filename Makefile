@@ -37,8 +37,11 @@ format: setup
 demo: setup
 	$(VENV)/bin/fxn devnet up --once
 
+# The request-path scripts measure against the yardstick (../shared/bench-anchors, set up by bench-anchors).
+YARDSTICK_BENCH := bench/request_cost.py bench/request_instructions.py bench/request_floor.py bench/profile_request.py
+
 bench: setup
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	for b in $(filter-out bench/_% $(YARDSTICK_BENCH),$(wildcard bench/*.py)); do $(PY) $$b || exit 1; done
 
 bench-anchors: setup
 	@test -x $(BENCH_ANCHORS)/run_proxy_anchors.sh || { echo "bench-anchors: no yardstick at $(BENCH_ANCHORS) (set BENCH_ANCHORS=DIR)" >&2; exit 2; }
