@@ -21,6 +21,7 @@ from tests.backends.wire import events, split_signature
 from tests.fixtures.node import FXN
 
 PATHS = {"chat": "/v1/chat/completions", "completions": "/v1/completions"}
+_FLUSH_S = 1.2  # a little over the ledger writer's 1 s interval
 BODIES: dict[str, dict[str, Any]] = {
     "chat": {"messages": [{"role": "user", "content": "count the nodes"}], "temperature": 0, "max_tokens": 7},
     "completions": {"prompt": "the function network", "temperature": 0, "max_tokens": 7},
@@ -39,6 +40,20 @@ def _ledger(front: Front, model: str) -> dict[str, Any]:
     return rows[0] if rows else {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
 
+def _settled_ledger(front: Front, model: str) -> dict[str, Any]:
+    """The ledger's row once two reads a flush apart agree: the node writes it once a second, so rows
+    of the requests earlier tests sent through the same node may still be on their way."""
+    deadline = time.monotonic() + 20
+    last = _ledger(front, model)
+    while time.monotonic() < deadline:
+        time.sleep(_FLUSH_S)
+        now = _ledger(front, model)
+        if now == last:
+            return now
+        last = now
+    raise AssertionError(f"the usage ledger of {model} never settled: {last}")
+
+
 def _usage_events(body: bytes) -> list[bytes]:
     return [e for e in events(body) if b'"choices":[]' in e.replace(b" ", b"")]
 
@@ -48,7 +63,7 @@ def test_forced_stream_usage_reaches_the_ledger_not_the_client(
     front: Front, signed: httpx.Client, direct: httpx.Client, kind: str
 ) -> None:
     model = front.server.model
-    before = _ledger(front, model)
+    before = _settled_ledger(front, model)
     body = orjson.dumps({**BODIES[kind], "model": model, "stream": True})
     through = signed.post(front.node.url + PATHS[kind], content=body)
     assert through.status_code == 200
@@ -69,8 +84,9 @@ def test_forced_stream_usage_reaches_the_ledger_not_the_client(
         assert reported == []  # llama-cpp-python sends no usage in streams
         expected = (0, 0)
     deadline = time.monotonic() + 10  # the ledger is written once a second
-    while (after := _ledger(front, model))["requests"] == before["requests"] and time.monotonic() < deadline:
+    while _ledger(front, model)["requests"] == before["requests"] and time.monotonic() < deadline:
         time.sleep(0.2)
+    after = _settled_ledger(front, model)
     assert after["requests"] == before["requests"] + 1
     assert (
         after["prompt_tokens"] - before["prompt_tokens"],
