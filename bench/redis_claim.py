@@ -6,7 +6,8 @@ parser and with hiredis (when installed), one claim at a time and 64 at once.
 Starts a throw-away redis-server on a free loopback port. The figure is this process's CPU time
 (``time.process_time``) per claim, so the Redis server's own work is not in it: it is what a claim costs
 the node's worker, the part that competes with the requests for the worker's core. Medians over rounds,
-the cases interleaved in each round; uvloop, as in the node. hiredis is not a dependency: install it to add its row.
+the cases interleaved in each round; uvloop, as in the node. hiredis is not a dependency: install it to
+add its row.
 """
 
 from __future__ import annotations
