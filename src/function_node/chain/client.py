@@ -65,6 +65,7 @@ class ChainClient:
         self.call_gas = call_gas
         self._preferred = 0
         self._web3: dict[str, AsyncWeb3[Any]] = {}
+        self._calls: set[asyncio.Future[Any]] = set()  # calls in flight, kept until they end
 
     @property
     def current_url(self) -> str:
@@ -97,8 +98,20 @@ class ChainClient:
         w3 = self._client(url)
         if w3.provider.has_persistent_connection and not await w3.provider.is_connected():
             await w3.provider.connect()
+        # A timeout (or a cancelled refresh) stops waiting for the call, never the call itself: web3's
+        # HTTP provider takes a process-wide lock for its session cache through a thread pool, and a call
+        # cancelled while it waits for that lock leaves the lock held, so every later call in the
+        # process would hang. The call ends on its own, within the provider's own timeout.
+        call = asyncio.ensure_future(op(w3))
+        self._calls.add(call)
+        call.add_done_callback(self._call_done)
         async with asyncio.timeout(self.timeout):
-            return await op(w3)
+            return await asyncio.shield(call)
+
+    def _call_done(self, call: asyncio.Future[Any]) -> None:
+        self._calls.discard(call)
+        if not call.cancelled():
+            call.exception()  # retrieved: a call nobody waits for any more must not log its error
 
     def web3(self) -> AsyncWeb3[Any]:
         """The web3 client of the preferred URL, for what reads cannot do (signing and sending)."""
@@ -185,6 +198,10 @@ class ChainClient:
         return await self.read("eth_getBlockByNumber", op)
 
     async def close(self) -> None:
+        if self._calls:
+            # Abandoned calls (see _on) end first, within the provider's own timeout, so none of them
+            # opens a session after the sessions are closed.
+            await asyncio.wait(list(self._calls), timeout=self.timeout)
         for w3 in self._web3.values():
             provider = w3.provider
             try:
