@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from request_cost import BACKEND_PORT, FXN, PORT, ROOT, wait_up  # a sibling bench script
+from request_cost import BACKEND_PORT, FXN, PORT, ROOT, wait_up, yardstick  # a sibling bench script
 
 MAIN_LOOP: Final = "_run (function_node/node/server.py"
 _LINE: Final = re.compile(r":\d+\)")
@@ -89,11 +89,7 @@ def main() -> int:
     parser.add_argument("--raw", type=Path, help="keep py-spy's raw stacks here")
     parser.add_argument("--anchors", type=Path, default=ROOT.parent / "shared" / "bench-anchors")
     args = parser.parse_args()
-    anchors = args.anchors.resolve()
-    apy = Path("/tmp/proxybench/venv/bin/python")
-    if not (anchors / "bench.py").exists() or not apy.exists():
-        raise SystemExit(f"needs the yardstick at {anchors}, set up once by its run_proxy_anchors.sh")
-    sys.path.insert(0, str(anchors))
+    anchors, apy = yardstick(args.anchors)
     import nginx_conf  # type: ignore[import-not-found]  # the yardstick's own modules
     import node_home  # type: ignore[import-not-found]
     import payloads  # type: ignore[import-not-found]

@@ -57,6 +57,16 @@ def cpu_seconds(pid: int) -> float:
     return total / TICKS
 
 
+def yardstick(anchors: Path) -> tuple[Path, Path]:
+    """The yardstick's folder (put on sys.path for its modules) and its venv's python; exits when missing."""
+    anchors = anchors.resolve()
+    python = Path("/tmp/proxybench/venv/bin/python")
+    if not (anchors / "bench.py").exists() or not python.exists():
+        raise SystemExit(f"needs the yardstick at {anchors}, set up once by its run_proxy_anchors.sh")
+    sys.path.insert(0, str(anchors))
+    return anchors, python
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -95,12 +105,8 @@ def main() -> int:
     parser.add_argument("--redis", action="store_true", help="start a redis-server for {redis}")
     parser.add_argument("--anchors", type=Path, default=ROOT.parent / "shared" / "bench-anchors")
     args = parser.parse_args()
-    anchors = args.anchors.resolve()
-    apy = Path("/tmp/proxybench/venv/bin/python")
-    if not (anchors / "bench.py").exists() or not apy.exists():
-        raise SystemExit(f"needs the yardstick at {anchors}, set up once by its run_proxy_anchors.sh")
+    anchors, apy = yardstick(args.anchors)
     run = Path(tempfile.mkdtemp(prefix="fxn-cost-"))
-    sys.path.insert(0, str(anchors))
     import nginx_conf  # type: ignore[import-not-found]  # the yardstick's own module
     import node_home  # type: ignore[import-not-found]
     import payloads  # type: ignore[import-not-found]
