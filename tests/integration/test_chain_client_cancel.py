@@ -6,8 +6,10 @@ ended). The client stops waiting at its timeout but lets the call itself finish.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -30,6 +32,11 @@ class _Rpc:
         return web.json_response({"jsonrpc": "2.0", "id": call["id"], "result": "0x7a69"})
 
 
+def _open_sessions() -> set[int]:
+    gc.collect()
+    return {id(o) for o in gc.get_objects() if isinstance(o, aiohttp.ClientSession) and not o.closed}
+
+
 @pytest.fixture
 async def rpc() -> AsyncIterator[tuple[_Rpc, str]]:
     endpoint = _Rpc()
@@ -48,6 +55,7 @@ async def rpc() -> AsyncIterator[tuple[_Rpc, str]]:
 async def test_reads_cancelled_by_their_timeout_leave_later_reads_working(rpc: tuple[_Rpc, str]) -> None:
     endpoint, url = rpc
     endpoint.delay = 0.5
+    before = _open_sessions()
     clients = [ChainClient([url], timeout=0.005, retries=0) for _ in range(3)]
     try:
         # Thirty concurrent reads through three providers contend for web3's session lock; every one
@@ -56,12 +64,16 @@ async def test_reads_cancelled_by_their_timeout_leave_later_reads_working(rpc: t
             *(client.chain_id() for client in clients for _ in range(10)), return_exceptions=True
         )
         assert all(isinstance(o, ChainError) for o in outcomes), outcomes
-        endpoint.delay = 0.0
-        async with asyncio.timeout(5), ChainClient([url], timeout=2.0, retries=0) as fresh:
-            assert await fresh.chain_id() == 31337  # web3's lock is the process's, not the client's
     finally:
         for client in clients:
             await client.close()
+    # Closed at once, while calls abandoned at their timeout may still wait for web3's lock: close()
+    # waits for them, or one would open a session after the sessions were closed, and leak it.
+    await asyncio.sleep(1.0)
+    assert _open_sessions() - before == set()
+    endpoint.delay = 0.0
+    async with asyncio.timeout(5), ChainClient([url], timeout=2.0, retries=0) as fresh:
+        assert await fresh.chain_id() == 31337  # web3's lock is the process's, not the client's
 
 
 async def test_a_read_cancelled_from_outside_leaves_later_reads_working(rpc: tuple[_Rpc, str]) -> None:

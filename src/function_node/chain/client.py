@@ -32,6 +32,9 @@ DEFAULT_TIMEOUT_S: Final = 10.0
 DEFAULT_RETRIES: Final = 2
 DEFAULT_BACKOFF_S: Final = 0.2
 BATCH_SIZE: Final = 100  # eth_calls per JSON-RPC batch; public RPC providers cap batches near here
+# How long close() waits, beyond the call timeout, for calls abandoned at their timeout: one may still be
+# queued for web3's session lock, which no timeout of ours bounds (see ChainClient._on).
+CLOSE_GRACE_S: Final = 5.0
 
 
 class ChainRevertError(ChainError):
@@ -199,9 +202,10 @@ class ChainClient:
 
     async def close(self) -> None:
         if self._calls:
-            # Abandoned calls (see _on) end first, within the provider's own timeout, so none of them
-            # opens a session after the sessions are closed.
-            await asyncio.wait(list(self._calls), timeout=self.timeout)
+            # Abandoned calls (see _on) end first, so none of them opens a session after the sessions are
+            # closed, to be left open for ever. Their HTTP part is bounded by the provider's timeout, but
+            # not their wait for web3's session lock, hence the grace on top.
+            await asyncio.wait(list(self._calls), timeout=self.timeout + CLOSE_GRACE_S)
         for w3 in self._web3.values():
             provider = w3.provider
             try:
