@@ -26,7 +26,7 @@ from function_node.registry.static import StaticRegistry
 if TYPE_CHECKING:
     from function_node.chain.cached import CachedRegistry, Fetch
     from function_node.chain.client import ChainClient
-    from function_node.chain.contracts import NetworkReader
+    from function_node.chain.link import ChainLink
     from function_node.node.registration import Registration
 
 __all__ = ["FIRST_REFRESH_TIMEOUT_S", "RegistrySet", "open_registries"]
@@ -41,13 +41,17 @@ class RegistrySet:
 
     directory: CallerDirectory
     chain: list[CachedRegistry] = field(default_factory=list)
-    client: ChainClient | None = None
-    reader: NetworkReader | None = None
+    link: ChainLink | None = None
     node_address: str = ""
     model_ids: tuple[str, ...] = ()
     first_refresh_timeout: float = FIRST_REFRESH_TIMEOUT_S
     registration: Registration | None = None
     _tasks: set[asyncio.Task[object]] = field(default_factory=set)
+
+    @property
+    def client(self) -> ChainClient | None:
+        """The RPC client, once the first refresh or the registration lookup has built it."""
+        return self.link.client if self.link is not None else None
 
     def chain_registry(self, name: str) -> CachedRegistry | None:
         return next((r for r in self.chain if r.name == name), None)
@@ -57,6 +61,8 @@ class RegistrySet:
 
         A registry whose snapshot is still fresh serves from it at once: its first refresh runs in the
         background instead of delaying readiness (the snapshot's age still counts toward staleness).
+        So does the lookup of the node's own registration when the provider registry serves from its
+        snapshot; then nothing before readiness needs web3 (see :mod:`function_node.chain.link`).
         """
         log = get_logger("fxn.registry")
         for registry in self.chain:
@@ -66,8 +72,13 @@ class RegistrySet:
             task = self._spawn(registry.refresh(), f"registry-first-{registry.name}")
             if not registry.status().usable:
                 blocking.add(task)
-        blocking.add(self._spawn(self._report_registration(), "registry-own-registration"))
-        _, pending = await asyncio.wait(blocking, timeout=self.first_refresh_timeout)
+        registration = self._spawn(self._report_registration(), "registry-own-registration")
+        providers = self.chain_registry("provider")
+        if providers is None or not providers.status().usable:
+            blocking.add(registration)
+        pending: set[asyncio.Task[object]] = set()
+        if blocking:
+            _, pending = await asyncio.wait(blocking, timeout=self.first_refresh_timeout)
         if pending:
             log.warning("registry first refresh still running", bound_s=self.first_refresh_timeout)
         for registry in self.chain:
@@ -92,8 +103,13 @@ class RegistrySet:
 
     async def _report_registration(self) -> None:
         providers = self.chain_registry("provider")
-        if not self.node_address or providers is None or self.reader is None:
+        if not self.node_address or providers is None or self.link is None:
             return
+        try:
+            async with asyncio.timeout(self.first_refresh_timeout):
+                reader = await self.link.reader()  # imports web3 in a thread, before the import below
+        except TimeoutError:
+            reader = None
         # Imported here, after the early return: it pulls in web3, which a node on static lists never needs.
         from function_node.node.registration import (
             log_registration,
@@ -102,8 +118,10 @@ class RegistrySet:
         )
 
         try:
+            if reader is None:
+                raise TimeoutError
             async with asyncio.timeout(self.first_refresh_timeout):
-                self.registration = await lookup_registration(self.reader, self.node_address)
+                self.registration = await lookup_registration(reader, self.node_address)
         except (ChainError, TimeoutError) as exc:
             if not providers.status().loaded:
                 get_logger("fxn.registration").warning(
@@ -125,8 +143,8 @@ class RegistrySet:
         self._tasks.clear()
         for registry in self.chain:
             await registry.close()
-        if self.client is not None:
-            await self.client.close()
+        if self.link is not None:
+            await self.link.close()
 
 
 async def open_registries(
@@ -161,15 +179,12 @@ async def open_registries(
         return out
 
     from function_node.chain.cached import CachedRegistry
-    from function_node.chain.client import ChainClient
-    from function_node.chain.contracts import NetworkReader
     from function_node.chain.fetchers import fetch_gateways, fetch_providers, fetch_schedulers
+    from function_node.chain.link import ChainLink
     from function_node.chain.snapshot import SnapshotStore
 
-    client = ChainClient(settings.rpc_provider)
-    reader = NetworkReader(client, router, scheduler_contract)
+    out.link = link = ChainLink(settings.rpc_provider, router, scheduler_contract)
     store = SnapshotStore(home)
-    out.client, out.reader = client, reader
     reg = settings.registry
 
     def cached(name: str, fetch: Fetch, poll: float, stale: float, src: str) -> CachedRegistry:
@@ -181,7 +196,7 @@ async def open_registries(
             max_staleness=stale,
             metrics=metrics,
             snapshots=store,
-            chain_id=client.chain_id,
+            chain_id=link.chain_id,
             expected_chain_id=settings.chain_id,
         )
         out.chain.append(registry)
@@ -192,7 +207,7 @@ async def open_registries(
         gateways.append(
             cached(
                 "gateway",
-                fetch_gateways(reader),
+                fetch_gateways(link),
                 reg.gateway.poll_interval,
                 reg.gateway.max_staleness,
                 source,
@@ -201,7 +216,7 @@ async def open_registries(
         providers.append(
             cached(
                 "provider",
-                fetch_providers(reader),
+                fetch_providers(link),
                 reg.provider.poll_interval,
                 reg.provider.max_staleness,
                 source,
@@ -211,7 +226,7 @@ async def open_registries(
     schedulers.append(
         cached(
             "scheduler",
-            fetch_schedulers(reader),
+            fetch_schedulers(link),
             reg.scheduler.poll_interval,
             reg.scheduler.max_staleness,
             scheduler_source,
