@@ -19,6 +19,11 @@ if [ -n "${FXN_SKIP_BACKENDS:-}" ]; then
   exit 0
 fi
 
+if [ -L "$BACKENDS_VENV" ] && [ ! -e "$BACKENDS_VENV" ]; then
+  # A link to a virtualenv that is gone (a moved worktree, a cleaned cache): venv cannot create through it.
+  echo "setup: $BACKENDS_VENV points to $(readlink "$BACKENDS_VENV"), which does not exist; replacing the link"
+  rm "$BACKENDS_VENV"
+fi
 if [ ! -x "$BACKENDS_VENV/bin/python" ]; then
   echo "setup: creating virtualenv $BACKENDS_VENV for the model servers"
   "$PYTHON" -m venv "$BACKENDS_VENV"
