@@ -73,6 +73,8 @@ async def test_the_client_is_built_once_for_concurrent_first_reads() -> None:
     assert all(reader is readers[0] for reader in readers)
     assert link.client is readers[0].client
     await link.close()
+    with pytest.raises(ChainError, match="closed"):  # a refresh after close gets no closed client
+        await link.reader()
 
 
 async def test_a_link_without_an_rpc_url_fails_at_its_first_read() -> None:

@@ -38,10 +38,12 @@ class ChainLink:
         return self._client
 
     async def reader(self) -> NetworkReader:
+        # A refresh still running at shutdown must not use, or build, a client nothing will close.
+        if self._closed:
+            raise ChainError("the RPC client is closed")
         if self._reader is None:
             async with self._lock:
                 if self._closed:
-                    # A refresh still running at shutdown must not build a client nothing will close.
                     raise ChainError("the RPC client is closed")
                 if self._reader is None:
                     await asyncio.to_thread(importlib.import_module, "function_node.chain.contracts")

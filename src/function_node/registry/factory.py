@@ -106,21 +106,12 @@ class RegistrySet:
         if not self.node_address or providers is None or self.link is None:
             return
         try:
+            # One bound for building the client (web3's import, in a worker thread) and the lookup; once
+            # the client is built, importing the registration module below costs nothing more.
             async with asyncio.timeout(self.first_refresh_timeout):
-                reader = await self.link.reader()  # imports web3 in a thread, before the import below
-        except TimeoutError:
-            reader = None
-        # Imported here, after the early return: it pulls in web3, which a node on static lists never needs.
-        from function_node.node.registration import (
-            log_registration,
-            lookup_registration,
-            registration_from_entries,
-        )
+                reader = await self.link.reader()
+                from function_node.node.registration import lookup_registration
 
-        try:
-            if reader is None:
-                raise TimeoutError
-            async with asyncio.timeout(self.first_refresh_timeout):
                 self.registration = await lookup_registration(reader, self.node_address)
         except (ChainError, TimeoutError) as exc:
             if not providers.status().loaded:
@@ -129,7 +120,11 @@ class RegistrySet:
                     error=str(exc) or "timed out",
                 )
                 return
+            from function_node.node.registration import registration_from_entries
+
             self.registration = registration_from_entries(self.node_address, providers.entries())
+        from function_node.node.registration import log_registration
+
         log_registration(self.registration, self.model_ids)
 
     async def close(self) -> None:
